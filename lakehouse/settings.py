@@ -1,0 +1,112 @@
+"""The one settings module: environment (LOCAL / CI / PROD), paths and secrets.
+
+Everything that differs between a laptop, CI and production is read here from environment
+variables, never edited in code. Other modules call :func:`get_settings` and receive a frozen
+:class:`Settings`.
+
+| variable            | meaning                                              | LOCAL / CI default          |
+|---------------------|------------------------------------------------------|-----------------------------|
+| JL_ENV              | LOCAL, CI or PROD                                    | LOCAL (CI when CI=true)     |
+| JL_HOME             | folder for everything the platform writes            | <repo>/var                  |
+| LAKE_ROOT           | root of the Delta lake (local path, s3a://, hdfs://) | $JL_HOME/lake               |
+| SPARK_MASTER        | Spark master URL                                     | local[*] (CI: local[2])     |
+| JL_SPARK_CATALOG    | hive (embedded Derby metastore) or in-memory         | hive (CI: in-memory)        |
+| SOURCE_DB_URL       | the regional EHR/HIS source database                 | sqlite:///$JL_HOME/source/regional.sqlite |
+| SERVING_DB_URL      | serving database (duckdb:///path or postgresql://)   | duckdb:///$JL_HOME/serving/jiceng.duckdb  |
+| JL_PSEUDONYM_KEY    | HMAC key for person_id (required in PROD)            | a fixed development key     |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("LOCAL", "CI", "PROD")
+
+# Only ever used when JL_ENV is LOCAL or CI, where no real person is in the data.
+_DEV_PSEUDONYM_KEY = "jiceng-dev-only-pseudonym-key-not-for-production"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid for the chosen environment."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    home: Path
+    lake_root: str
+    spark_master: str
+    spark_catalog: str
+    source_db_url: str
+    serving_db_url: str
+    pseudonym_key: bytes = field(repr=False)
+    jars_dir: Path
+    spark_driver_memory: str
+
+    @property
+    def landing_root(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.home / "data_docs"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def serving_duckdb_path(self) -> Path | None:
+        """The DuckDB file behind SERVING_DB_URL, or None when serving is PostgreSQL."""
+        prefix = "duckdb:///"
+        if self.serving_db_url.startswith(prefix):
+            return Path(self.serving_db_url[len(prefix):])
+        return None
+
+    @property
+    def source_sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        if self.source_db_url.startswith(prefix):
+            return Path(self.source_db_url[len(prefix):])
+        return None
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (default: the process environment)."""
+    e = dict(os.environ if environ is None else environ)
+    env = (e.get("JL_ENV") or ("CI" if e.get("CI", "").lower() == "true" else "LOCAL")).upper()
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"JL_ENV must be one of {ENVIRONMENTS}, got {env!r}")
+    home = Path(e.get("JL_HOME") or REPO_ROOT / "var").resolve()
+    key = e.get("JL_PSEUDONYM_KEY")
+    if not key:
+        if env == "PROD":
+            raise SettingsError("JL_PSEUDONYM_KEY must be set in PROD (the HMAC key for person_id)")
+        key = _DEV_PSEUDONYM_KEY
+    if env == "PROD" and key == _DEV_PSEUDONYM_KEY:
+        raise SettingsError("the development pseudonym key may not be used in PROD")
+    return Settings(
+        env=env,
+        home=home,
+        lake_root=e.get("LAKE_ROOT") or str(home / "lake"),
+        spark_master=e.get("SPARK_MASTER") or ("local[2]" if env == "CI" else "local[*]"),
+        spark_catalog=e.get("JL_SPARK_CATALOG") or ("in-memory" if env == "CI" else "hive"),
+        source_db_url=e.get("SOURCE_DB_URL") or f"sqlite:///{home / 'source' / 'regional.sqlite'}",
+        serving_db_url=e.get("SERVING_DB_URL") or f"duckdb:///{home / 'serving' / 'jiceng.duckdb'}",
+        pseudonym_key=key.encode("utf-8"),
+        jars_dir=Path(e.get("JL_JARS_DIR") or REPO_ROOT / ".cache" / "jars"),
+        spark_driver_memory=e.get("SPARK_DRIVER_MEMORY") or "4g",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return load_settings()
