@@ -1,0 +1,78 @@
+"""Operational tables: ingest batches, watermarks and data-quality results (``ops.*``).
+
+All writes are MERGEs keyed on the batch / watermark / result identity, with a content hash that
+leaves out timestamps, so re-running the same batch records nothing new.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import asdict, dataclass
+
+from lakehouse import delta
+from lakehouse.tables import DQ_RESULTS, INGEST_BATCHES, WATERMARKS
+
+
+def batch_id(source: str, entity: str, *parts: str) -> str:
+    """A deterministic batch id: the same source slice always gets the same id."""
+    digest = hashlib.sha256("|".join((source, entity, *parts)).encode()).hexdigest()[:16]
+    return f"{source}.{entity}.{digest}"
+
+
+@dataclass
+class BatchRecord:
+    batch_id: str
+    source: str
+    entity: str
+    target_table: str
+    watermark_from: str | None
+    watermark_to: str | None
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    rows_superseded_in_batch: int
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+    def __post_init__(self):
+        if self.rows_read != self.rows_loaded + self.rows_quarantined:
+            raise AssertionError(
+                f"batch {self.batch_id}: read {self.rows_read} != loaded {self.rows_loaded} "
+                f"+ quarantined {self.rows_quarantined}")
+
+
+# what a rerun of the same batch may legitimately change: when and how it wrote, not what it read
+_BATCH_VOLATILE = ("started_at", "finished_at", "rows_inserted", "rows_updated", "rows_unchanged")
+
+
+def record_batch(spark, lake_root: str, record: BatchRecord) -> None:
+    df = spark.createDataFrame([asdict(record)], INGEST_BATCHES.schema)
+    delta.upsert(spark, delta.with_row_hash(df, exclude=_BATCH_VOLATILE), INGEST_BATCHES, lake_root)
+
+
+def get_watermark(spark, lake_root: str, source: str, entity: str) -> str | None:
+    path = WATERMARKS.path(lake_root)
+    if not delta.table_exists(spark, path):
+        return None
+    row = (spark.read.format("delta").load(path)
+           .where(f"source = '{source}' AND entity = '{entity}'").select("watermark").first())
+    return row[0] if row else None
+
+
+def set_watermark(spark, lake_root: str, source: str, entity: str, watermark: str, batch: str) -> None:
+    df = spark.createDataFrame([(source, entity, watermark, batch)], WATERMARKS.schema)
+    delta.upsert(spark, delta.with_row_hash(df, exclude=()), WATERMARKS, lake_root)
+
+
+def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteStats | None:
+    """Store Great Expectations result rows (one per expectation and table version)."""
+    if not rows:
+        return None
+    cols = [f.split(" ")[0] for f in DQ_RESULTS.schema.split(", ")]
+    df = spark.createDataFrame([{c: r.get(c) for c in cols} for r in rows], DQ_RESULTS.schema)
+    df = df.dropDuplicates(["result_key"])
+    return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DQ_RESULTS, lake_root)

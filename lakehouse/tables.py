@@ -1,0 +1,114 @@
+"""The table catalogue: every lake table by ``layer.entity``, with its keys and storage path.
+
+Names, keys and schemas are defined here once; jobs import the :class:`TableSpec` instead of
+spelling paths. On storage a table lives at ``LAKE_ROOT/<layer>/<entity>``; in the Spark catalogue
+it is registered as ``<layer>.<entity>`` (see :func:`register_all`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LAYERS = ("bronze", "quarantine", "silver", "restricted", "gold", "ops")
+
+BRONZE_META_COLUMNS = ("_batch_id", "_source", "_ingested_at", "_source_file", "_row_hash")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str                      # "silver.hypertension_followups"
+    keys: tuple[str, ...]          # business key (unique per row)
+    description: str = ""
+    schema: str | None = None      # Spark DDL for tables the platform shapes; None: as received
+    partition_by: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        layer = self.name.split(".", 1)[0]
+        if layer not in LAYERS or "." not in self.name:
+            raise ValueError(f"table name must be <layer>.<entity> with layer in {LAYERS}: {self.name}")
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def entity(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    def path(self, lake_root: str) -> str:
+        return f"{lake_root.rstrip('/')}/{self.layer}/{self.entity}"
+
+
+_REGISTRY: dict[str, TableSpec] = {}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    """Add ``spec`` to the catalogue (idempotent for an identical spec)."""
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"table {spec.name} is already defined differently")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def table(name: str) -> TableSpec:
+    """The spec of ``layer.entity``; raises KeyError with the known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def all_tables() -> list[TableSpec]:
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+# ---- ops -----------------------------------------------------------------------------------------
+INGEST_BATCHES = register(TableSpec(
+    "ops.ingest_batches", keys=("batch_id",),
+    description="One row per ingested batch: rows read = loaded + quarantined.",
+    schema=(
+        "batch_id STRING, source STRING, entity STRING, target_table STRING, "
+        "watermark_from STRING, watermark_to STRING, rows_read BIGINT, rows_loaded BIGINT, "
+        "rows_quarantined BIGINT, rows_inserted BIGINT, rows_updated BIGINT, "
+        "rows_unchanged BIGINT, rows_superseded_in_batch BIGINT, status STRING, "
+        "started_at TIMESTAMP, finished_at TIMESTAMP"
+    ),
+))
+WATERMARKS = register(TableSpec(
+    "ops.watermarks", keys=("source", "entity"),
+    description="Highest source updated_at (and key) loaded per source entity.",
+    schema="source STRING, entity STRING, watermark STRING, batch_id STRING",
+))
+DQ_RESULTS = register(TableSpec(
+    "ops.dq_results", keys=("result_key",),
+    description="Great Expectations results, one row per expectation and validated table version.",
+    schema=(
+        "result_key STRING, table_name STRING, suite_name STRING, expectation_type STRING, "
+        "column STRING, category STRING, severity STRING, success BOOLEAN, element_count BIGINT, "
+        "unexpected_count BIGINT, unexpected_percent DOUBLE, observed_value STRING, "
+        "table_version BIGINT"
+    ),
+))
+
+
+def register_all(spark, lake_root: str, layers: tuple[str, ...] = LAYERS) -> list[str]:
+    """Register every Delta table found under ``lake_root`` in the Spark catalogue as
+    ``layer.entity`` (external tables; idempotent). Returns the names registered."""
+    from lakehouse.delta import table_exists
+
+    names = []
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path
+    for layer in layers:
+        root = jvm_path(f"{lake_root.rstrip('/')}/{layer}")
+        fs = root.getFileSystem(spark._jsc.hadoopConfiguration())
+        if not fs.exists(root):
+            continue
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+        for status in fs.listStatus(root):
+            entity = status.getPath().getName()
+            location = status.getPath().toString()
+            if not status.isDirectory() or not table_exists(spark, location):
+                continue
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{entity} USING DELTA LOCATION '{location}'")
+            names.append(f"{layer}.{entity}")
+    return names

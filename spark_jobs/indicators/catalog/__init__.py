@@ -1,0 +1,70 @@
+"""The versioned indicator catalogue (YAML) and its loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CATALOG_PATH = Path(__file__).with_name("indicators.yaml")
+SCORING_RULES = ("at_or_above_target", "at_or_below_target", "yes_no")
+
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    name_zh: str
+    name_en: str
+    domain: str
+    unit: str
+    direction: str
+    numerator: dict
+    denominator: dict
+    levels: tuple[str, ...]
+    periods: tuple[str, ...]
+    target: float
+    scoring: str
+    weight: float
+    effective_from: str
+    effective_to: str | None = None
+    params: dict = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    version: str
+    indicators: dict[str, Indicator]
+
+    def __getitem__(self, indicator_id: str) -> Indicator:
+        try:
+            return self.indicators[indicator_id]
+        except KeyError:
+            raise KeyError(f"indicator {indicator_id!r} is not in catalogue {self.version}; "
+                           f"known: {sorted(self.indicators)}") from None
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+    """Parse and check the catalogue; raises ValueError naming the bad entry."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    out = {}
+    for raw in doc["indicators"]:
+        ind = Indicator(**{**raw, "levels": tuple(raw["levels"]), "periods": tuple(raw["periods"])})
+        if ind.scoring not in SCORING_RULES:
+            raise ValueError(f"{ind.id}: scoring must be one of {SCORING_RULES}")
+        if ind.id in out:
+            raise ValueError(f"duplicate indicator id {ind.id}")
+        out[ind.id] = ind
+    return Catalog(str(doc["catalog_version"]), out)
+
+
+def score(indicator: Indicator, value: float | None) -> float | None:
+    """The indicator's score for ``value`` under its scoring rule (None when there is no value)."""
+    if value is None:
+        return None
+    w, t = indicator.weight, indicator.target
+    if indicator.scoring == "at_or_above_target":
+        return w if value >= t else w * value / t
+    if indicator.scoring == "at_or_below_target":
+        return w if value <= t else (w * t / value if value else w)
+    return w if value else 0.0
