@@ -6,7 +6,13 @@ JSON-serialisable summary dict.
 """
 from __future__ import annotations
 
-from lakehouse.settings import Settings, get_settings
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
 
 STEPS = (
     "simulate",
@@ -19,49 +25,136 @@ STEPS = (
     "build_reports",
     "provision_dashboards",
 )
+BI_PYTHON = REPO_ROOT / ".venv-bi" / "bin" / "python"
+
+
+def _spark(settings: Settings):
+    from lakehouse.spark import get_spark
+
+    return get_spark(settings)
 
 
 def simulate(settings: Settings | None = None, residents: int = 2000, seed: int = 20250101,
-             year: int = 2025) -> dict:
+             year: int = 2025, progress=None, **city_options) -> dict:
     """Write the simulated city into the regional source database."""
-    raise NotImplementedError
+    from ingest.simulator.city import CityConfig, simulate_city
+
+    s = settings or get_settings()
+    config = CityConfig(residents=residents, seed=seed, year=year, **city_options)
+    summary = simulate_city(s.source_db_url, s.home / "source" / "ground_truth", config, progress=progress)
+    return asdict(summary)
 
 
-def ingest(settings: Settings | None = None, full: bool = False) -> dict:
+def ingest(settings: Settings | None = None, full: bool = False, progress=None) -> dict:
     """Load new source rows (by watermark; ``full`` re-reads everything) into bronze."""
-    raise NotImplementedError
+    from ingest.connectors.relational import ingest_all
+
+    s = settings or get_settings()
+    results = ingest_all(_spark(s), s.lake_root, s.source_db_url, full=full, progress=progress)
+    return {"batches": [asdict(r) for r in results]}
 
 
 def validate_bronze(settings: Settings | None = None) -> dict:
-    """Run the Great Expectations suites of the bronze tables; raise on a critical failure."""
-    raise NotImplementedError
+    """Run the Great Expectations suites of the bronze tables, store the results in
+    ``ops.dq_results``, build Data Docs, and raise DataQualityError on a critical failure."""
+    from expectations.runner import raise_on_critical, validate_many
+    from ingest.connectors.relational import ENTITIES, bronze_table
+    from lakehouse import delta, ops
+
+    s = settings or get_settings()
+    spark = _spark(s)
+    frames, versions = {}, {}
+    for entity in ENTITIES:
+        spec = bronze_table(entity)
+        path = spec.path(s.lake_root)
+        version = delta.table_version(spark, path)
+        if version is None:
+            continue
+        frames[spec.name] = delta.read(spark, spec, s.lake_root, version=version)
+        versions[spec.name] = version
+    outcomes = validate_many(spark, frames, s.data_docs_dir, s.gx_dir, versions)
+    ops.record_dq_results(spark, s.lake_root, [row for o in outcomes for row in o.results_rows])
+    raise_on_critical(outcomes)
+    return {
+        "data_docs": str(s.data_docs_dir / "index.html"),
+        "tables": {o.table: {"success": o.success, "warnings": len(o.warnings)} for o in outcomes},
+    }
 
 
 def conform(settings: Settings | None = None) -> dict:
     """Bronze → silver (typed, pseudonymous person_id) and restricted.person_identity."""
-    raise NotImplementedError
+    from spark_jobs.conform.regional import conform_regional
+
+    s = settings or get_settings()
+    return {"tables": conform_regional(_spark(s), s.lake_root, s.pseudonym_key).tables}
 
 
 def compute_indicators(settings: Settings | None = None) -> dict:
     """Compute the catalogued indicators with numerator, denominator and members."""
-    raise NotImplementedError
+    from spark_jobs.indicators.engine import compute
+
+    s = settings or get_settings()
+    return {"indicators": compute(_spark(s), s.lake_root)}
 
 
 def build_gold(settings: Settings | None = None) -> dict:
     """Run ``dbt build`` (dbt-spark, session method) into the gold marts."""
-    raise NotImplementedError
+    from lakehouse.dbt_build import run_dbt
+
+    s = settings or get_settings()
+    result = run_dbt(_spark(s), s, "build")
+    return {"nodes": len(result.results),
+            "passed": sum(r["status"] in ("success", "pass") for r in result.results)}
 
 
 def export_serving(settings: Settings | None = None) -> dict:
     """Gold marts → the serving database (DuckDB file replaced atomically)."""
-    raise NotImplementedError
+    from sharing.serving import export
+
+    s = settings or get_settings()
+    return asdict(export(s.lake_root, s.serving_db_url))
 
 
 def build_reports(settings: Settings | None = None) -> dict:
-    """The XLSX indicator report per township."""
-    raise NotImplementedError
+    """The XLSX indicator report per township, from the serving database."""
+    from reports.xlsx_report import build_htn_report
+
+    s = settings or get_settings()
+    if s.serving_duckdb_path is None:
+        raise RuntimeError("reports read the DuckDB serving file; SERVING_DB_URL is not duckdb:///")
+    return asdict(build_htn_report(s.serving_duckdb_path, s.reports_dir))
 
 
 def provision_dashboards(settings: Settings | None = None) -> dict:
-    """Import the Superset bundle into the Superset metadata database."""
-    raise NotImplementedError
+    """Import the Superset bundle into the Superset metadata database (runs in .venv-bi)."""
+    s = settings or get_settings()
+    env = {**os.environ, "JL_HOME": str(s.home), "SERVING_DB_URL": s.serving_db_url, "JL_ENV": s.env}
+    proc = subprocess.run([str(BI_PYTHON), str(REPO_ROOT / "dashboards" / "provision.py")],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Superset provisioning failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return {"output": proc.stdout.strip().splitlines()[-5:]}
+
+
+PIPELINE = ("ingest", "validate_bronze", "conform", "compute_indicators", "build_gold",
+            "export_serving", "build_reports", "provision_dashboards")
+
+
+def run_all(settings: Settings | None = None, steps: tuple[str, ...] = PIPELINE, on_step=None) -> dict:
+    """Run ``steps`` in order (default: everything after the simulator); returns their summaries."""
+    s = settings or get_settings()
+    out = {}
+    module = sys.modules[__name__]
+    for name in steps:
+        if on_step:
+            on_step(name)
+        out[name] = getattr(module, name)(s)
+    return out
+
+
+def paths(settings: Settings | None = None) -> dict[str, Path]:
+    """Where a user finds what the pipeline wrote."""
+    s = settings or get_settings()
+    return {"lake": Path(s.lake_root), "source_db": s.source_sqlite_path or Path(s.source_db_url),
+            "serving_db": s.serving_duckdb_path or Path(s.serving_db_url),
+            "data_docs": s.data_docs_dir / "index.html", "reports": s.reports_dir}

@@ -1,0 +1,36 @@
+# Jiceng Lakehouse — the commands a newcomer needs (see README.md).
+SHELL := bash
+RESIDENTS ?= 20000
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-unit up down bench clean
+
+help:
+	@echo "make demo   set up everything and run the platform on a simulated city of $(RESIDENTS) residents"
+	@echo "make test   the test suite (what CI runs)"
+	@echo "make up     start Airflow (:8080) and Superset (:8088) on the demo's data; make down stops them"
+	@echo "make bench  benchmarks"
+
+setup:
+	@bash infra/setup.sh
+
+demo: setup
+	.venv/bin/lakehouse demo --residents $(RESIDENTS)
+
+test: setup
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+up: setup
+	@bash infra/up.sh
+
+down:
+	@bash infra/down.sh
+
+bench: setup
+	@for b in benchmarks/*.py; do [ -e "$$b" ] && .venv/bin/python "$$b"; done; true
+
+clean:
+	rm -rf var

@@ -1,0 +1,122 @@
+"""
+### Jiceng thin slice: source → bronze → silver → indicators → gold → serving → reports, dashboards
+
+The whole platform once a day, one task per step of `lakehouse.pipeline`:
+
+| task | does | writes (Asset) |
+|---|---|---|
+| `ingest` | new rows of the regional source system (by watermark) into bronze; bad rows to quarantine | `bronze`, `quarantine` |
+| `validate_bronze` | Great Expectations suites of the bronze tables; fails on a critical check | `ops.dq_results` |
+| `conform` | bronze → silver, pseudonymous `person_id`; identifiers only in `restricted.person_identity` | `silver`, `restricted.person_identity` |
+| `compute_indicators` | the catalogued indicators with numerator, denominator and member records | `silver.indicator_values`, `silver.indicator_members` |
+| `build_gold` | `dbt build` into the gold marts | `gold` |
+| `export_serving` | gold marts → serving database (DuckDB file replaced atomically) | `serving` |
+| `build_reports` | XLSX indicator report per township | `reports.indicators` |
+| `provision_dashboards` | imports the Superset bundle | `superset.dashboards` |
+
+The source system exists on its own: in the demo, `lakehouse.pipeline.simulate` fills it first.
+
+Spark's embedded metastore admits one Spark process at a time, so Spark tasks share the `spark`
+pool (1 slot, `infra/airflow/pools.json`) and the DAG runs one task and one run at a time. Every
+step can run twice without changing the result, so a retry or a re-run is safe. Each task returns
+the step's summary (see its XCom).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import chain, dag, task
+
+from jiceng_assets import (
+    BRONZE,
+    DASHBOARDS,
+    DQ_RESULTS,
+    GOLD,
+    INDICATOR_MEMBERS,
+    INDICATOR_REPORTS,
+    INDICATOR_VALUES,
+    PERSON_IDENTITY,
+    QUARANTINE,
+    SERVING_DB,
+    SILVER,
+)
+
+SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/start.sh
+
+# Tasks import lakehouse.pipeline when they run, not at module level, so that parsing this file
+# stays cheap (the DAG processor re-parses it every few minutes). They return the step's summary
+# as one XCom; a `-> dict` annotation would make Airflow also push every key as an XCom of its own.
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=["jiceng", "lakehouse", "thin-slice"],
+    doc_md=__doc__,
+)
+def jiceng_thin_slice():
+    @task(outlets=[BRONZE, QUARANTINE], pool=SPARK_POOL)
+    def ingest():
+        """New source rows into bronze (by watermark); bad rows to quarantine."""
+        from lakehouse import pipeline
+        return pipeline.ingest()
+
+    @task(outlets=[DQ_RESULTS], pool=SPARK_POOL)
+    def validate_bronze():
+        """Great Expectations suites of the bronze tables; fails on a critical check."""
+        from lakehouse import pipeline
+        return pipeline.validate_bronze()
+
+    @task(outlets=[SILVER, PERSON_IDENTITY], pool=SPARK_POOL)
+    def conform():
+        """Bronze → silver with pseudonymous person_id, and restricted.person_identity."""
+        from lakehouse import pipeline
+        return pipeline.conform()
+
+    @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS], pool=SPARK_POOL)
+    def compute_indicators():
+        """The catalogued indicators with numerator, denominator and members."""
+        from lakehouse import pipeline
+        return pipeline.compute_indicators()
+
+    @task(outlets=[GOLD], pool=SPARK_POOL)
+    def build_gold():
+        """`dbt build` (dbt-spark, session method) into the gold marts."""
+        from lakehouse import pipeline
+        return pipeline.build_gold()
+
+    @task(outlets=[SERVING_DB], pool=SPARK_POOL)
+    def export_serving():
+        """Gold marts → the serving database."""
+        from lakehouse import pipeline
+        return pipeline.export_serving()
+
+    @task(outlets=[INDICATOR_REPORTS])
+    def build_reports():
+        """The XLSX indicator report per township, from the serving database."""
+        from lakehouse import pipeline
+        return pipeline.build_reports()
+
+    @task(outlets=[DASHBOARDS])
+    def provision_dashboards():
+        """Import the Superset bundle into Superset's metadata database."""
+        from lakehouse import pipeline
+        return pipeline.provision_dashboards()
+
+    chain(
+        ingest(),
+        validate_bronze(),
+        conform(),
+        compute_indicators(),
+        build_gold(),
+        export_serving(),
+        [build_reports(), provision_dashboards()],
+    )
+
+
+jiceng_thin_slice()

@@ -1,0 +1,186 @@
+"""``lakehouse`` — the platform's command line.
+
+    lakehouse demo --residents 20000     simulate a city and run the whole slice, then summarise
+    lakehouse simulate --residents N     (re)build the regional source database
+    lakehouse run [--step S ...]         run pipeline steps (default: all after simulate)
+    lakehouse ingest [--full] | validate | conform | indicators | gold | serve | report | dashboards
+    lakehouse summary                    rows per table, indicator values, where to look
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lakehouse import pipeline
+from lakehouse.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _print(result: dict) -> None:
+    console.print_json(json.dumps(result, default=str, ensure_ascii=False))
+
+
+@app.command()
+def simulate(residents: int = typer.Option(2000, help="number of residents"),
+             seed: int = typer.Option(20250101, help="random seed (same seed, same city)"),
+             year: int = typer.Option(2025, help="assessment year; records cover year-1 and year"),
+             counties: int = typer.Option(4, min=1, max=5),
+             townships_per_county: int = typer.Option(15, min=1)) -> None:
+    """Write the simulated city into the regional source database."""
+    with _progress() as prog:
+        task = prog.add_task("simulating residents", total=residents)
+        result = pipeline.simulate(residents=residents, seed=seed, year=year, counties=counties,
+                                   townships_per_county=townships_per_county,
+                                   progress=lambda n: prog.update(task, completed=n))
+    _print(result)
+
+
+def _run_steps(steps: tuple[str, ...]) -> dict:
+    out = {}
+    with _progress() as prog:
+        task = prog.add_task("pipeline", total=len(steps))
+        for step in steps:
+            prog.update(task, description=f"{step}")
+            t0 = time.monotonic()
+            out[step] = pipeline.run_all(steps=(step,))[step]
+            prog.console.log(f"[green]✓[/green] {step} ({time.monotonic() - t0:.1f} s)")
+            prog.advance(task)
+    return out
+
+
+@app.command()
+def run(step: list[str] = typer.Option(None, help=f"steps to run, in order; default: {', '.join(pipeline.PIPELINE)}")) -> None:
+    """Run pipeline steps (all of them after the simulator by default)."""
+    steps = tuple(step) if step else pipeline.PIPELINE
+    unknown = [s for s in steps if s not in pipeline.STEPS]
+    if unknown:
+        raise typer.BadParameter(f"unknown steps {unknown}; known: {pipeline.STEPS}")
+    _print(_run_steps(steps))
+
+
+@app.command()
+def ingest(full: bool = typer.Option(False, help="re-read every source row, not only new ones")) -> None:
+    """Load new rows of the regional source database into bronze."""
+    _print(pipeline.ingest(full=full, progress=lambda e: console.log(f"ingesting {e}")))
+
+
+@app.command()
+def validate() -> None:
+    """Great Expectations suites of the bronze tables; Data Docs."""
+    _print(pipeline.validate_bronze())
+
+
+@app.command()
+def conform() -> None:
+    """Bronze → silver and restricted.person_identity."""
+    _print(pipeline.conform())
+
+
+@app.command()
+def indicators() -> None:
+    """Compute the catalogued indicators."""
+    _print(pipeline.compute_indicators())
+
+
+@app.command()
+def gold() -> None:
+    """dbt build: the gold marts."""
+    _print(pipeline.build_gold())
+
+
+@app.command()
+def serve() -> None:
+    """Export gold to the serving database."""
+    _print(pipeline.export_serving())
+
+
+@app.command()
+def report() -> None:
+    """Build the XLSX report."""
+    _print(pipeline.build_reports())
+
+
+@app.command()
+def dashboards() -> None:
+    """Import the Superset bundle."""
+    _print(pipeline.provision_dashboards())
+
+
+def table_rows(lake_root: str) -> dict[str, int]:
+    """Rows per Delta table under the lake root (read with delta-rs; no Spark)."""
+    from deltalake import DeltaTable
+
+    out = {}
+    root = Path(lake_root)
+    for layer_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for tdir in sorted(p for p in layer_dir.iterdir() if (p / "_delta_log").is_dir()):
+            out[f"{layer_dir.name}.{tdir.name}"] = DeltaTable(str(tdir)).to_pyarrow_dataset().count_rows()
+    return out
+
+
+@app.command()
+def summary() -> None:
+    """Rows per table, the indicator values, and where to look."""
+    import duckdb
+
+    s = get_settings()
+    rows = Table(title="Tables (rows)", show_lines=False)
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    if Path(s.lake_root).exists():
+        for name, n in table_rows(s.lake_root).items():
+            rows.add_row(name, f"{n:,}")
+    console.print(rows)
+    if s.serving_duckdb_path and s.serving_duckdb_path.exists():
+        con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
+        vals = con.execute(
+            """SELECT period_year, org_level, org_name, numerator, denominator, rate, score
+               FROM mart_hypertension_management WHERE org_level IN ('city', 'county')
+               ORDER BY period_year DESC, org_level DESC, org_code""").fetchall()
+        con.close()
+        t = Table(title="高血压患者规范管理率 (city and counties)")
+        for c in ("年度", "层级", "名称", "分子", "分母", "规范管理率", "得分"):
+            t.add_column(c)
+        for y, lvl, name, num, den, rate, score in vals:
+            t.add_row(str(y), lvl, name, str(num), str(den), f"{rate:.1%}" if rate is not None else "—",
+                      f"{score:.2f}" if score is not None else "—")
+        console.print(t)
+    where = pipeline.paths(s)
+    console.print("\n[bold]Where to look[/bold]")
+    for label, key in (("Delta lake", "lake"), ("Source database", "source_db"),
+                       ("Serving database (DuckDB)", "serving_db"), ("Data Docs", "data_docs"),
+                       ("Reports (XLSX)", "reports")):
+        console.print(f"  {label:<28} {where[key]}")
+    console.print("  Airflow + Superset            make up  → http://127.0.0.1:8080 (Airflow), "
+                  "http://127.0.0.1:8088 (Superset); logins printed by make up")
+
+
+@app.command()
+def demo(residents: int = typer.Option(20000, help="number of residents of the demo city")) -> None:
+    """Simulate a city, run every step of the slice, and print the summary."""
+    t0 = time.monotonic()
+    simulate(residents=residents, seed=20250101, year=2025, counties=4, townships_per_county=15)
+    _run_steps(pipeline.PIPELINE)
+    summary()
+    console.print(f"\n[bold green]demo finished in {time.monotonic() - t0:.0f} s[/bold green]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

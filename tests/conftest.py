@@ -1,0 +1,44 @@
+"""Shared fixtures. The whole test session runs in CI mode against a temporary JL_HOME, so no test
+ever touches the developer's var/ folder, and it shares one local Spark session (local[2], UI off,
+in-memory catalogue), as Delta's own test base class does."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="jiceng-test-"))
+os.environ.update(JL_ENV="CI", JL_HOME=str(_SESSION_HOME), GX_ANALYTICS_ENABLED="false",
+                  DBT_SEND_ANONYMOUS_USAGE_STATS="false", SPARK_DRIVER_MEMORY="2g")
+for _var in ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def session_home() -> Path:
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from lakehouse.settings import get_settings
+    from lakehouse.spark import get_spark
+
+    get_settings.cache_clear()
+    session = get_spark(get_settings(), app_name="jiceng-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    """Settings with their own JL_HOME (a fresh lake, source DB and serving DB) per test."""
+    from lakehouse.settings import load_settings
+
+    def make(name: str = "home", **extra: str):
+        home = tmp_path / name
+        return load_settings({**os.environ, "JL_HOME": str(home), **extra})
+
+    return make
