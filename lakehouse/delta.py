@@ -68,7 +68,8 @@ def with_row_hash(df, exclude: tuple[str, ...] = BRONZE_META_COLUMNS):
     return df.withColumn("_row_hash", row_hash(df.drop("_row_hash"), exclude=exclude))
 
 
-def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | None = None) -> WriteStats:
+def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | None = None,
+           check_unique: bool = True) -> WriteStats:
     """Make the table at ``spec`` agree with ``df`` on ``spec.keys``.
 
     - keys in ``df`` but not in the table are inserted; keys whose ``_row_hash`` differs are
@@ -76,7 +77,8 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
     - with ``delete_scope`` (a SQL predicate over the table's columns, e.g. ``"period = '2025'"``),
       rows in that scope whose key is absent from ``df`` are deleted;
     - ``df`` must carry ``_row_hash`` (see :func:`with_row_hash`) and be unique on the keys (a
-      duplicate key raises ValueError: deduplicate before writing, keeping the evidence).
+      duplicate key raises ValueError: deduplicate before writing, keeping the evidence);
+      ``check_unique=False`` skips that check for data deduplicated by construction.
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -87,7 +89,7 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
         raise ValueError(f"{spec.name}: columns {missing} missing from the data to write")
     df = df.persist()
     try:
-        dup = df.groupBy(*keys).count().where("count > 1").limit(3).collect()
+        dup = check_unique and df.groupBy(*keys).count().where("count > 1").limit(3).collect()
         if dup:
             raise ValueError(f"{spec.name}: duplicate keys in the data to write, e.g. {dup}")
         path = spec.path(lake_root)

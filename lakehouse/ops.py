@@ -49,8 +49,8 @@ class BatchRecord:
 _BATCH_VOLATILE = ("started_at", "finished_at", "rows_inserted", "rows_updated", "rows_unchanged")
 
 
-def record_batch(spark, lake_root: str, record: BatchRecord) -> None:
-    df = spark.createDataFrame([asdict(record)], INGEST_BATCHES.schema)
+def record_batches(spark, lake_root: str, records: list[BatchRecord]) -> None:
+    df = spark.createDataFrame([asdict(r) for r in records], INGEST_BATCHES.schema)
     delta.upsert(spark, delta.with_row_hash(df, exclude=_BATCH_VOLATILE), INGEST_BATCHES, lake_root)
 
 
@@ -63,8 +63,9 @@ def get_watermark(spark, lake_root: str, source: str, entity: str) -> str | None
     return row[0] if row else None
 
 
-def set_watermark(spark, lake_root: str, source: str, entity: str, watermark: str, batch: str) -> None:
-    df = spark.createDataFrame([(source, entity, watermark, batch)], WATERMARKS.schema)
+def set_watermarks(spark, lake_root: str, rows: list[tuple[str, str, str, str]]) -> None:
+    """Upsert (source, entity, watermark, batch_id) rows."""
+    df = spark.createDataFrame(rows, WATERMARKS.schema)
     delta.upsert(spark, delta.with_row_hash(df, exclude=()), WATERMARKS, lake_root)
 
 

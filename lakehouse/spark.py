@@ -39,6 +39,10 @@ def spark_conf(settings: Settings, app_name: str = "jiceng") -> dict[str, str]:
         # small data on a laptop: few shuffle partitions; AQE coalesces further
         "spark.sql.shuffle.partitions": "4" if settings.spark_master.startswith("local") else "200",
         "spark.sql.adaptive.enabled": "true",
+        # Delta rebuilds table state with 50 tasks by default: far too many for small local tables
+        "spark.databricks.delta.snapshotPartitions": "2" if settings.spark_master.startswith("local") else "50",
+        # small tables join faster broadcast than shuffled
+        "spark.sql.autoBroadcastJoinThreshold": str(64 * 1024 * 1024),
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # deterministic, quiet Delta: no usage reports, small logs

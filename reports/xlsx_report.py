@@ -6,6 +6,7 @@ Reads only the serving database (no Spark), as a scheduled report job would.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,7 +43,7 @@ def build_htn_report(duckdb_path: Path, out_dir: Path, year: int | None = None,
             year = con.execute("SELECT max(period_year) FROM mart_hypertension_management").fetchone()[0]
         rows = con.execute(
             """SELECT org_level, org_code, org_name, county_code, county_name, numerator, denominator,
-                      rate, target, score, weight, catalog_version
+                      rate, target, score, weight, catalog_version, input_versions
                FROM mart_hypertension_management WHERE period_year = ? AND indicator_id = ?
                ORDER BY county_code NULLS LAST, org_level DESC, org_code""", [year, indicator_id]).fetchall()
         manifest = con.execute("SELECT table_name, gold_version FROM _export_manifest ORDER BY 1").fetchall()
@@ -56,11 +57,13 @@ def build_htn_report(duckdb_path: Path, out_dir: Path, year: int | None = None,
     ws.title = f"{year}年{ind.name_zh}"[:31]
     ws.append([f"{year}年度 基层医疗卫生机构绩效考核 —— {ind.name_zh}"])
     ws["A1"].font = Font(bold=True, size=14)
-    catalog_version = rows[0][-1]
+    catalog_version, input_versions = rows[0][-2], json.loads(rows[0][-1])
     ws.append([f"指标口径：分子 = {ind.numerator['zh']}；分母 = {ind.denominator['zh']}"])
     ws.append([f"目标值 {ind.target:.0%}；计分规则：达到目标得满分（{ind.weight:g}分），未达目标按 实际值÷目标值×权重 计分"])
-    versions = "，".join(f"{t} v{v}" for t, v in manifest)
-    ws.append([f"指标目录版本 {catalog_version}；数据来源 gold 表版本：{versions}；生成时间 {dt.datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"])
+    inputs = "，".join(f"{t} v{v}" for t, v in sorted(input_versions.items()))
+    gold = "，".join(f"{t} v{v}" for t, v in manifest)
+    ws.append([f"指标目录版本 {catalog_version}；计算所用数据版本：{inputs}；gold 表版本：{gold}"])
+    ws.append([f"生成时间 {dt.datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"])
     ws.append([])
     ws.append(list(HEADERS))
     header_row = ws.max_row
@@ -70,7 +73,7 @@ def build_htn_report(duckdb_path: Path, out_dir: Path, year: int | None = None,
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
     townships = 0
-    for level, code, name, county_code, county_name, num, den, rate, target, score, weight, _ in rows:
+    for level, code, name, county_code, county_name, num, den, rate, target, score, weight, _, _ in rows:
         county_label = county_name or ""
         if level == "county":
             label = f"{county_name}合计"

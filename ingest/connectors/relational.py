@@ -13,11 +13,12 @@ same slice, and the MERGEs make the repeated writes no-ops.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from lakehouse import delta, ops
+from lakehouse.masking import masked_columns
 from lakehouse.idcard import spark_invalid_reason
 from lakehouse.tables import TableSpec, register
 
@@ -114,12 +115,27 @@ class BatchResult:
     rows_quarantined: int
     inserted: int = 0
     updated: int = 0
+    record: ops.BatchRecord | None = field(default=None, repr=False)
+    watermark: str | None = None
+
+
+def _record_ops(spark, lake_root: str, source: str, results: list[BatchResult]) -> None:
+    """Batch records, then watermarks (last: a crash before this line means a re-read, which the
+    MERGEs make harmless)."""
+    done = [r for r in results if r.record is not None]
+    if not done:
+        return
+    ops.record_batches(spark, lake_root, [r.record for r in done])
+    ops.set_watermarks(spark, lake_root, [(source, r.record.entity, r.watermark, r.batch_id) for r in done])
 
 
 def ingest_entity(spark, lake_root: str, source_db_url: str, entity: EntityConfig, *,
-                  source: str = SOURCE, full: bool = False,
-                  now: dt.datetime | None = None) -> BatchResult:
-    """Load the rows of ``entity`` changed since the watermark (all rows with ``full``)."""
+                  source: str = SOURCE, full: bool = False, now: dt.datetime | None = None,
+                  record_ops: bool = True) -> BatchResult:
+    """Load the rows of ``entity`` changed since the watermark (all rows with ``full``).
+
+    With ``record_ops=False`` the batch record and the new watermark are returned in the result
+    for the caller to write (``ingest_all`` writes them for all entities in one go)."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
@@ -129,54 +145,60 @@ def ingest_entity(spark, lake_root: str, source_db_url: str, entity: EntityConfi
     where = f"WHERE updated_at > '{wm_from}'" if wm_from else ""
     query = f"(SELECT * FROM {entity.name} {where}) AS src"
     raw = (spark.read.format("jdbc").options(**jdbc_options(source_db_url))
-           .option("dbtable", query).option("fetchsize", "10000").load()).persist()
+           .option("dbtable", query).option("fetchsize", "10000").load())
+    # one pass over the slice: the hard rules, then every count the batch record needs
+    checked = raw.withColumn("__reason", reject_reason(raw, entity)).persist()
     try:
-        n_read = raw.count()
+        agg = checked.agg(
+            F.count("*").alias("read"), F.max("updated_at").alias("wm_to"),
+            F.sum(F.col("__reason").isNotNull().cast("long")).alias("bad"),
+            F.countDistinct(F.when(F.col("__reason").isNull(), F.col(entity.key))).alias("good_keys"),
+        ).first()
+        n_read = int(agg.read)
         if n_read == 0:
             return BatchResult(bronze.name, None, 0, 0, 0)
-        wm_to = raw.agg(F.max("updated_at")).first()[0]
+        wm_to, n_quarantined = agg.wm_to, int(agg.bad or 0)
+        n_good = n_read - n_quarantined
+        n_superseded = n_good - int(agg.good_keys)
         bid = ops.batch_id(source, entity.name, wm_from or "", wm_to)
         source_file = f"{source}:{entity.name}"
         meta = {"_batch_id": F.lit(bid), "_source": F.lit(source),
                 "_ingested_at": F.lit(started).cast("timestamp"), "_source_file": F.lit(source_file)}
 
-        checked = raw.withColumn("__reason", reject_reason(raw, entity)).persist()
         bad = checked.where(F.col("__reason").isNotNull())
-        payload_cols = [c for c in raw.columns]
+        # the payload keeps every field for the data engineer, identifiers masked: personal data
+        # never leaves the restricted layer unmasked (the source system holds the original)
         q = (bad.select(
                 F.coalesce(F.col(entity.key).cast("string"), F.lit("")).alias("record_key"),
                 F.split(F.col("__reason"), ":").getItem(0).alias("reason_code"),
                 F.col("__reason").alias("reason_detail"),
-                F.to_json(F.struct(*payload_cols)).alias("raw_payload"))
+                F.to_json(F.struct(*masked_columns(bad.select(*raw.columns)))).alias("raw_payload"))
              .withColumns(meta))
         q = q.withColumn("_row_hash", F.sha2(F.col("raw_payload"), 256)).dropDuplicates(["record_key", "_row_hash"])
-        n_quarantined = bad.count()
 
+        # a slice can hold several versions of a row: the latest wins, the others are superseded
         good = checked.where(F.col("__reason").isNull()).drop("__reason")
         latest = Window.partitionBy(entity.key).orderBy(F.col("updated_at").desc())
-        ranked = good.withColumn("__rank", F.row_number().over(latest))
-        n_good = good.count()
-        deduped = ranked.where("__rank = 1").drop("__rank")
-        n_superseded = n_good - deduped.count()
+        deduped = good.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
         loaded = delta.with_row_hash(deduped.withColumns(meta))
 
-        stats = delta.upsert(spark, loaded, bronze, lake_root)
+        stats = delta.upsert(spark, loaded, bronze, lake_root, check_unique=False)
         if n_quarantined:
             delta.upsert(spark, q, quarantine, lake_root)
-        ops.record_batch(spark, lake_root, ops.BatchRecord(
+        record = ops.BatchRecord(
             batch_id=bid, source=source, entity=entity.name, target_table=bronze.name,
             watermark_from=wm_from, watermark_to=wm_to, rows_read=n_read, rows_loaded=n_good,
             rows_quarantined=n_quarantined, rows_inserted=stats.inserted, rows_updated=stats.updated,
             rows_unchanged=stats.unchanged, rows_superseded_in_batch=n_superseded,
-            status="succeeded", started_at=started, finished_at=dt.datetime.now()))
-        if not full or wm_from is None:
-            current = ops.get_watermark(spark, lake_root, source, entity.name)
-            if current is None or wm_to > current:
-                ops.set_watermark(spark, lake_root, source, entity.name, wm_to, bid)
-        checked.unpersist()
-        return BatchResult(bronze.name, bid, n_read, n_good, n_quarantined, stats.inserted, stats.updated)
+            status="succeeded", started_at=started, finished_at=dt.datetime.now())
+        current = wm_from if not full else ops.get_watermark(spark, lake_root, source, entity.name)
+        result = BatchResult(bronze.name, bid, n_read, n_good, n_quarantined, stats.inserted,
+                             stats.updated, record, max(wm_to, current or ""))
+        if record_ops:
+            _record_ops(spark, lake_root, source, [result])
+        return result
     finally:
-        raw.unpersist()
+        checked.unpersist()
 
 
 def ingest_all(spark, lake_root: str, source_db_url: str, *, full: bool = False,
@@ -186,5 +208,6 @@ def ingest_all(spark, lake_root: str, source_db_url: str, *, full: bool = False,
     for entity in ENTITIES:
         if progress:
             progress(entity.name)
-        results.append(ingest_entity(spark, lake_root, source_db_url, entity, full=full))
+        results.append(ingest_entity(spark, lake_root, source_db_url, entity, full=full, record_ops=False))
+    _record_ops(spark, lake_root, SOURCE, results)
     return results

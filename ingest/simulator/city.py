@@ -137,10 +137,11 @@ def simulate_city(source_db_url: str, manifest_dir: Path, config: CityConfig = C
         w = _Writer(conn, config.chunk_size)
         opened = dt.date(config.year - 6, 1, 1)
         for u in units:
+            ts = _ts(opened, rng)
             w.add(S.org_units, {
                 "org_code": u.org_code, "org_name": u.org_name, "org_type": u.org_type,
                 "level": u.level, "parent_code": u.parent_code, "area_code": u.area_code,
-                "created_at": _ts(opened, rng), "updated_at": _ts(opened, rng), "is_deleted": 0,
+                "created_at": ts, "updated_at": ts, "is_deleted": 0,
             })
         for n, person in enumerate(_residents(rng, config, townships, villages_of), start=1):
             _write_person(w, rng, config, person, record_defect)
@@ -187,11 +188,11 @@ def _write_person(w: _Writer, rng: random.Random, config: CityConfig, p: _Person
     address = f"福建省宁德市{p.township.area_name}{p.village.org_name.removeprefix(p.township.area_name).removesuffix('卫生室')}{rng.randint(1, 200)}号"
     registered_on = max(p.birth, dt.date(year - 8, 1, 1)) + dt.timedelta(days=rng.randint(0, 2000))
     registered_on = min(registered_on, dt.date(year - 1, 6, 30))
+    ts = _ts(registered_on, rng)
     w.add(S.residents, {
         "resident_id": resident_id, "id_card_no": id_no, "name": name, "sex": p.sex,
         "birth_date": f"{p.birth:%Y-%m-%d}", "phone": phone, "address": address,
-        "area_code": p.township.area_code, "created_at": _ts(registered_on, rng),
-        "updated_at": _ts(registered_on, rng), "is_deleted": 0,
+        "area_code": p.township.area_code, "created_at": ts, "updated_at": ts, "is_deleted": 0,
     })
 
     if rng.random() < 0.88:  # most residents have an electronic health archive
@@ -199,7 +200,7 @@ def _write_person(w: _Writer, rng: random.Random, config: CityConfig, p: _Person
         w.add(S.health_archives, {
             "archive_no": f"{p.township.area_code}{p.seq:08d}", "resident_id": resident_id,
             "org_code": archive_org.org_code, "created_date": f"{registered_on:%Y-%m-%d}",
-            "created_at": _ts(registered_on, rng), "updated_at": _ts(registered_on, rng), "is_deleted": 0,
+            "created_at": ts, "updated_at": ts, "is_deleted": 0,
         })
 
     age = (dt.date(year, 12, 31) - p.birth).days // 365
@@ -211,11 +212,12 @@ def _write_person(w: _Writer, rng: random.Random, config: CityConfig, p: _Person
     registry_id = f"HR{p.seq:08d}"
     reg_org = p.village if rng.random() < 0.3 else p.township
     reg_deleted = 1 if rng.random() < 0.01 else 0
+    reg_ts = _ts(registered, rng)
     w.add(S.hypertension_registry, {
         "registry_id": registry_id, "resident_id": resident_id, "org_code": reg_org.org_code,
         "doctor_id": doctor_id, "diagnosed_date": f"{registered - dt.timedelta(days=rng.randint(0, 900)):%Y-%m-%d}",
-        "registered_date": f"{registered:%Y-%m-%d}", "created_at": _ts(registered, rng),
-        "updated_at": _ts(registered, rng) if not reg_deleted else _ts(dt.date(year, 11, 30), rng),
+        "registered_date": f"{registered:%Y-%m-%d}", "created_at": reg_ts,
+        "updated_at": reg_ts if not reg_deleted else max(reg_ts, _ts(dt.date(year, 11, 30), rng)),
         "is_deleted": reg_deleted,
     })
     n_fu = 0
@@ -246,7 +248,7 @@ def _write_person(w: _Writer, rng: random.Random, config: CityConfig, p: _Person
                 "doctor_id": doctor_id, "followup_date": date_text, "followup_type": fu_type,
                 "sbp_mmhg": sbp - 4 if corrected else sbp, "dbp_mmhg": dbp,
                 "created_at": created,
-                "updated_at": _ts(min(d + dt.timedelta(days=rng.randint(1, 20)), dt.date(year, 12, 31)), rng)
+                "updated_at": max(created, _ts(min(d + dt.timedelta(days=rng.randint(1, 20)), dt.date(year, 12, 31)), rng))
                 if (corrected or deleted) else created,
                 "is_deleted": deleted,
             })

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import os
 import pkgutil
 import re
 
 import pytest
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-from expectations import builders, suites  # noqa: E402
-from expectations.runner import (  # noqa: E402
+from expectations import builders, suites
+from expectations.runner import (
     RESULT_COLUMNS,
     DataQualityError,
     load_suite,
@@ -20,6 +17,7 @@ from expectations.runner import (  # noqa: E402
     validate,
     validate_many,
 )
+from lakehouse import idcard
 
 RESIDENTS = "bronze.regional__residents"
 FOLLOWUPS = "bronze.regional__hypertension_followups"
@@ -47,13 +45,10 @@ SCHEMAS = {
     "doctor_id string, followup_date string, followup_type string, sbp_mmhg int, dbp_mmhg int",
 }
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
 def id_card(area: str, birth_date: str, sequence: int) -> str:
     """A GB 11643 ID-card number with a correct check character."""
     body = f"{area}{birth_date.replace('-', '')}{sequence:03d}"
-    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_WEIGHTS)) % 11]
+    return body + idcard.check_char(body)
 
 
 def bronze_df(spark, table: str, rows: list[tuple]):
@@ -107,19 +102,18 @@ CLEAN_TABLES = {
 }
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    from lakehouse.settings import load_settings
-    from lakehouse.spark import get_spark
-
-    home = tmp_path_factory.mktemp("jl_home")
-    session = get_spark(load_settings({"JL_HOME": str(home), "JL_ENV": "CI"}))
-    # a few rows per table: GX runs dozens of small queries, each faster on one partition
-    # without adaptive re-planning (about 40 % off this file's time)
-    session.conf.set("spark.sql.shuffle.partitions", "1")
-    session.conf.set("spark.sql.adaptive.enabled", "false")
-    yield session
-    session.stop()
+@pytest.fixture(scope="module")
+def spark(spark):
+    """The shared session of tests/conftest.py (CI, local[2], temporary JL_HOME), tuned for a few
+    rows: GX runs dozens of small queries, each faster on one partition without adaptive
+    re-planning (about 40 % off this file's time). Restored for the other test modules."""
+    tuned = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
+    before = {key: spark.conf.get(key) for key in tuned}
+    for key, value in tuned.items():
+        spark.conf.set(key, value)
+    yield spark
+    for key, value in before.items():
+        spark.conf.set(key, value)
 
 
 @pytest.fixture(scope="module")

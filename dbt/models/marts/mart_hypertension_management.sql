@@ -33,7 +33,9 @@ final as (
         v.weight,
         v.indicator_id,
         v.indicator_name_zh as indicator_name,
-        v.catalog_version
+        v.catalog_version,
+        -- Delta versions of the silver inputs the engine read: recompute from these to reproduce
+        v.input_versions
     from indicator_values as v
     left join org_units as o
         on v.org_code = o.org_code
