@@ -32,7 +32,7 @@ def run_dbt(spark, settings: Settings, command: str = "build", extra_args: list[
     """``dbt <command>`` against the lake of ``settings``; raises :class:`DbtError` on failures."""
     from dbt.cli.main import dbtRunner
 
-    register_all(spark, settings.lake_root, layers=("silver",))
+    register_all(spark, settings.lake_root, layers=("silver", "gold"))
     os.environ["LAKE_ROOT"] = settings.lake_root
     os.environ["JL_ENV"] = settings.env
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")

@@ -51,7 +51,7 @@ def ingest(settings: Settings | None = None, full: bool = False, progress=None) 
 
     s = settings or get_settings()
     results = ingest_all(_spark(s), s.lake_root, s.source_db_url, full=full, progress=progress)
-    return {"batches": [asdict(r) for r in results]}
+    return {"batches": [{k: v for k, v in asdict(r).items() if k != "record"} for r in results]}
 
 
 def validate_bronze(settings: Settings | None = None) -> dict:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import REPO_ROOT, Settings, get_settings
+
+LOG4J2_CONF = REPO_ROOT / "infra" / "spark" / "log4j2.properties"
 
 
 class SparkSetupError(RuntimeError):
@@ -51,12 +53,14 @@ def spark_conf(settings: Settings, app_name: str = "jiceng") -> dict[str, str]:
     }
     if settings.env == "CI":
         conf["spark.ui.enabled"] = "false"
+    java_opts = [f"-Dlog4j2.configurationFile={LOG4J2_CONF}"]
     if settings.spark_catalog == "hive":
         metastore = Path(settings.lake_root) / "_metastore"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
         )
-        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={metastore}"
+        java_opts.append(f"-Dderby.system.home={metastore}")
+    conf["spark.driver.extraJavaOptions"] = " ".join(java_opts)
     return conf
 
 

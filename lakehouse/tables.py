@@ -93,7 +93,8 @@ DQ_RESULTS = register(TableSpec(
 
 def register_all(spark, lake_root: str, layers: tuple[str, ...] = LAYERS) -> list[str]:
     """Register every Delta table found under ``lake_root`` in the Spark catalogue as
-    ``layer.entity`` (external tables; idempotent). Returns the names registered."""
+    ``layer.entity`` (external tables, so dropping a registration never deletes data). A name
+    registered at another location (another lake root) is re-pointed. Returns the names."""
     from lakehouse.delta import table_exists
 
     names = []
@@ -109,6 +110,11 @@ def register_all(spark, lake_root: str, layers: tuple[str, ...] = LAYERS) -> lis
             location = status.getPath().toString()
             if not status.isDirectory() or not table_exists(spark, location):
                 continue
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{entity} USING DELTA LOCATION '{location}'")
-            names.append(f"{layer}.{entity}")
+            name = f"{layer}.{entity}"
+            if spark.catalog.tableExists(name):
+                current = spark.sql(f"DESCRIBE DETAIL {name}").select("location").first()[0]
+                if current.rstrip("/") != location.rstrip("/"):
+                    spark.sql(f"DROP TABLE {name}")
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
+            names.append(name)
     return names

@@ -46,7 +46,6 @@ def build_htn_report(duckdb_path: Path, out_dir: Path, year: int | None = None,
                       rate, target, score, weight, catalog_version, input_versions
                FROM mart_hypertension_management WHERE period_year = ? AND indicator_id = ?
                ORDER BY county_code NULLS LAST, org_level DESC, org_code""", [year, indicator_id]).fetchall()
-        manifest = con.execute("SELECT table_name, gold_version FROM _export_manifest ORDER BY 1").fetchall()
     finally:
         con.close()
     if not rows:
@@ -61,8 +60,7 @@ def build_htn_report(duckdb_path: Path, out_dir: Path, year: int | None = None,
     ws.append([f"指标口径：分子 = {ind.numerator['zh']}；分母 = {ind.denominator['zh']}"])
     ws.append([f"目标值 {ind.target:.0%}；计分规则：达到目标得满分（{ind.weight:g}分），未达目标按 实际值÷目标值×权重 计分"])
     inputs = "，".join(f"{t} v{v}" for t, v in sorted(input_versions.items()))
-    gold = "，".join(f"{t} v{v}" for t, v in manifest)
-    ws.append([f"指标目录版本 {catalog_version}；计算所用数据版本：{inputs}；gold 表版本：{gold}"])
+    ws.append([f"指标目录版本 {catalog_version}；计算所用数据版本：{inputs}"])
     ws.append([f"生成时间 {dt.datetime.now(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"])
     ws.append([])
     ws.append(list(HEADERS))

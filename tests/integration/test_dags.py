@@ -34,21 +34,11 @@ DAG_STEPS = [step for step in pipeline.STEPS if step != "simulate"]
 _LOCATION_VARIABLES = ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG")
 
 # Runs one DAG with dag.test() and prints each task's state and summary (XCom) as JSON.
-# argv: dag_id, "real" or "stub" (stub: every pipeline step returns {"step", "jl_home"} instead).
+# argv: dag_id.
 _RUN_DAG = r"""
 import json, os, sys
 
-dag_id, mode = sys.argv[1], sys.argv[2]
-if mode == "stub":
-    from lakehouse import pipeline
-    from lakehouse.settings import get_settings
-
-    def _stub(name):
-        return lambda settings=None, **kwargs: {"step": name, "jl_home": str(get_settings().home)}
-
-    for name in pipeline.STEPS:
-        setattr(pipeline, name, _stub(name))
-
+dag_id = sys.argv[1]
 dags_folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
 sys.path.insert(0, dags_folder)  # as Airflow does for the dags-folder bundle
 from airflow.dag_processing.dagbag import DagBag
@@ -86,8 +76,8 @@ def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
 
 
-def _dag_test(env: dict[str, str], mode: str, timeout: float) -> dict:
-    done = _run([sys.executable, "-c", _RUN_DAG, DAG_ID, mode], env, timeout)
+def _dag_test(env: dict[str, str], timeout: float) -> dict:
+    done = _run([sys.executable, "-c", _RUN_DAG, DAG_ID], env, timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
     assert done.returncode == 0 and lines, (
         f"dag.test() of {DAG_ID} did not finish (exit {done.returncode}):\n"
@@ -171,16 +161,6 @@ def test_lake_assets_are_named_like_the_table_catalogue(dag):
         assert asset.name.split(".")[0] in LAYERS, f"{asset.name}: not a layer of lakehouse.tables"
 
 
-def test_dag_test_calls_each_step_with_the_environment(airflow_db):
-    """dag.test() of the real DAG, with every pipeline step replaced by a stub."""
-    result = _dag_test(airflow_db, "stub", timeout=300)
-    assert result["state"] == "success"
-    assert result["tasks"] == {
-        step: {"state": "success", "summary": {"step": step, "jl_home": airflow_db["JL_HOME"]}}
-        for step in DAG_STEPS
-    }
-
-
 @pytest.mark.e2e
 def test_dag_test_builds_the_lake_and_serving_db(airflow_db):
     """The whole thin slice through Airflow on a 300-resident city: Spark, GX, dbt, DuckDB."""
@@ -188,7 +168,7 @@ def test_dag_test_builds_the_lake_and_serving_db(airflow_db):
     done = _run([sys.executable, "-c", simulate], airflow_db, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    result = _dag_test(airflow_db, "real", timeout=3600)
+    result = _dag_test(airflow_db, timeout=3600)
 
     states = {task_id: task["state"] for task_id, task in result["tasks"].items()}
     assert states == {step: "success" for step in DAG_STEPS}
@@ -196,3 +176,5 @@ def test_dag_test_builds_the_lake_and_serving_db(airflow_db):
     settings = load_settings(airflow_db)
     assert Path(settings.lake_root, "gold").is_dir()
     assert settings.serving_duckdb_path.is_file()
+    report = result["tasks"]["build_reports"]["summary"]
+    assert Path(report["path"]).is_file() and report["townships"] > 0

@@ -1,0 +1,210 @@
+"""The whole slice on a small simulated city: every step runs for real (Spark + Delta, GX, dbt,
+DuckDB, XLSX, Superset import), the published numbers equal an independent computation from the
+source database, a second run changes nothing, and no direct identifier leaves the raw zones."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import sqlite3
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+
+from lakehouse import delta, idcard, pipeline
+from lakehouse.cli import table_rows
+from lakehouse.settings import load_settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+
+# raw zones: rows as received, identifiers included; access-restricted like `restricted`
+RAW_LAYERS = ("bronze", "restricted")
+
+
+@pytest.fixture(scope="module")
+def city(spark, tmp_path_factory):
+    import os
+
+    home = tmp_path_factory.mktemp("e2e")
+    s = load_settings({**os.environ, "JL_HOME": str(home)})
+    t0 = time.monotonic()
+    sim = pipeline.simulate(s, residents=2000, counties=3, townships_per_county=5)
+    summary = pipeline.run_all(s)
+    print(f"\nfirst run of the slice: {time.monotonic() - t0:.0f} s")
+    return s, sim, summary
+
+
+def _lake_snapshot(spark, s) -> dict[str, tuple[int, str]]:
+    root = Path(s.lake_root)
+    return {f"{layer.name}.{t.name}": delta.content_hash(spark, str(t))
+            for layer in sorted(root.iterdir()) if layer.is_dir() and not layer.name.startswith("_")
+            for t in sorted(layer.iterdir()) if (t / "_delta_log").is_dir()}
+
+
+def _serving_snapshot(s) -> dict[str, str]:
+    con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
+    out = {}
+    for (name,) in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall():
+        if name == "_export_manifest":  # records the exported gold version, which dbt bumps per run
+            continue
+        rows = con.execute(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall()
+        out[name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    con.close()
+    return out
+
+
+def _report_cells(path: str) -> list[tuple]:
+    ws = openpyxl.load_workbook(path).active
+    return [r for r in ws.iter_rows(values_only=True) if not (r[0] or "").startswith("生成时间")]
+
+
+# ---- the independent computation: plain Python over the source database ----------------------
+
+def _date(text):
+    try:
+        d = dt.datetime.strptime(text, "%Y-%m-%d").date()
+    except (TypeError, ValueError):
+        return None
+    return d if dt.date(1900, 1, 1) <= d <= dt.date.today() + dt.timedelta(days=366) else None
+
+
+def independent_htn_standard_management(db: Path) -> dict[tuple[int, str], tuple[int, int]]:
+    """(year, org_code) → (numerator, denominator) of 高血压患者规范管理率 for every township,
+    county and the city, computed straight from the regional source database."""
+    con = sqlite3.connect(db)
+    orgs = {c: (lvl, parent, typ) for c, lvl, parent, typ in
+            con.execute("SELECT org_code, level, parent_code, org_type FROM org_units WHERE is_deleted = 0")}
+    city = next(c for c, (_, _, typ) in orgs.items() if typ == "city_bureau")
+
+    def township(code):
+        lvl, parent, _ = orgs[code]
+        return code if lvl == "township" else parent if lvl == "village" else None
+
+    person = {}  # resident_id → normalised ID-card number (the person)
+    for rid, no, birth in con.execute("SELECT resident_id, id_card_no, birth_date FROM residents WHERE is_deleted = 0"):
+        if idcard.invalid_reason(no) is None and _date(birth) is not None:
+            person[rid] = no.strip().upper()
+    regs = defaultdict(list)
+    for reg_id, rid, org, reg_date in con.execute(
+            "SELECT registry_id, resident_id, org_code, registered_date FROM hypertension_registry WHERE is_deleted = 0"):
+        if rid in person and _date(reg_date):
+            regs[person[rid]].append((_date(reg_date), reg_id, org))
+    f2f, years = defaultdict(int), set()
+    for rid, fdate, ftype in con.execute(
+            "SELECT resident_id, followup_date, followup_type FROM hypertension_followups WHERE is_deleted = 0"):
+        d = _date(fdate)
+        if rid in person and d:
+            years.add(d.year)
+            if ftype in ("clinic", "home"):
+                f2f[(person[rid], d.year)] += 1
+    out = defaultdict(lambda: [0, 0])
+    for year in years:
+        for pid, entries in regs.items():
+            current = [e for e in entries if e[0] <= dt.date(year, 12, 31)]
+            if not current:
+                continue
+            _, _, org = max(current)
+            t = township(org)
+            counted = int(f2f[(pid, year)] >= 4)
+            for unit in (t, orgs[t][1], city):
+                out[(year, unit)][0] += counted
+                out[(year, unit)][1] += 1
+    return {k: tuple(v) for k, v in out.items()}
+
+
+# ---- tests -----------------------------------------------------------------------------------
+
+def test_every_published_number_equals_the_independent_computation(city):
+    s, _, _ = city
+    expected = independent_htn_standard_management(s.source_sqlite_path)
+    con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
+    published = {(y, code): (num, den, lvl) for y, code, num, den, lvl in con.execute(
+        "SELECT period_year, org_code, numerator, denominator, org_level FROM mart_hypertension_management").fetchall()}
+    con.close()
+    assert {k: v[:2] for k, v in published.items()} == expected
+    townships = {k for k, v in published.items() if v[2] == "township"}
+    assert len({code for _, code in townships}) == 15, "every township of the city has a value"
+    assert {v[2] for v in published.values()} == {"township", "county", "city"}
+
+
+def test_every_batch_reconciles_and_every_injected_defect_is_quarantined(spark, city):
+    s, sim, _ = city
+    batches = spark.read.format("delta").load(f"{s.lake_root}/ops/ingest_batches").collect()
+    assert batches
+    for b in batches:
+        assert b.rows_read == b.rows_loaded + b.rows_quarantined, b.batch_id
+    manifest = Path(sim["manifest_path"]).read_text(encoding="utf-8").splitlines()[1:]
+    expected = {("residents" if t == "residents" else "hypertension_followups", key)
+                for t, key, _ in (line.split(",") for line in manifest)}
+    assert expected, "the simulator injected defects"
+    found = set()
+    for entity in ("residents", "hypertension_followups"):
+        for r in spark.read.format("delta").load(f"{s.lake_root}/quarantine/regional__{entity}").collect():
+            found.add((entity, r.record_key))
+            assert r.reason_code in ("id_card_bad_check_digit", "impossible_date")
+    assert found == expected
+
+
+def test_no_direct_identifier_outside_the_raw_zones(spark, city):
+    s, _, _ = city
+    con = sqlite3.connect(s.source_sqlite_path)
+    secrets = set()
+    for no, phone, name in con.execute("SELECT id_card_no, phone, name FROM residents"):
+        secrets.update({no, phone})
+    numbers = re.compile(r"\d{11}[\dX]*")
+    for name in table_rows(s.lake_root):
+        if name.split(".")[0] in RAW_LAYERS:
+            continue
+        df = spark.read.format("delta").load(f"{s.lake_root}/{name.replace('.', '/')}")
+        assert not {"name", "id_card_no", "phone", "address"} & set(df.columns), name
+        text_cols = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        for row in df.select(*text_cols).collect():
+            for value in row:
+                leaked = set(numbers.findall(value or "")) & secrets
+                assert not leaked, f"{name} holds an identifier"
+    identity = spark.read.format("delta").load(f"{s.lake_root}/restricted/person_identity")
+    assert identity.count() > 0 and "id_card_no" in identity.columns
+
+
+def test_report_data_docs_and_dashboard_are_there(city):
+    s, _, summary = city
+    report = summary["build_reports"]
+    rows = _report_cells(report["path"])
+    header = next(i for i, r in enumerate(rows) if r[0] == "县（区）")
+    township_rows = [r for r in rows[header + 1:] if r[2] and r[2].startswith("H")]
+    assert len(township_rows) == report["townships"] == 15
+    con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
+    mart = {code: (num, den) for code, num, den in con.execute(
+        "SELECT org_code, numerator, denominator FROM mart_hypertension_management "
+        "WHERE org_level = 'township' AND period_year = ?", [report["year"]]).fetchall()}
+    con.close()
+    assert {r[2]: (r[3], r[4]) for r in township_rows} == mart
+    assert any("计算所用数据版本" in (r[0] or "") for r in rows[:6]), "the report names the data versions"
+
+    docs = Path(summary["validate_bronze"]["data_docs"]).read_text(encoding="utf-8")
+    assert "bronze__regional__residents" in docs
+    meta = sqlite3.connect(s.home / "superset" / "superset.db")
+    titles = [t for (t,) in meta.execute("SELECT dashboard_title FROM dashboards")]
+    assert titles == ["高血压患者规范管理 — 基层绩效考核"]
+
+
+def test_running_the_pipeline_again_changes_nothing(spark, city):
+    s, _, summary = city
+    lake, serving = _lake_snapshot(spark, s), _serving_snapshot(s)
+    report = _report_cells(summary["build_reports"]["path"])
+    t0 = time.monotonic()
+    again = pipeline.ingest(s, full=True)  # re-read every source row, not only new ones
+    assert all(b["inserted"] == b["updated"] == 0 for b in again["batches"])
+    second = pipeline.run_all(s)
+    print(f"\nsecond run of the slice: {time.monotonic() - t0:.0f} s")
+    assert _lake_snapshot(spark, s) == lake
+    assert _serving_snapshot(s) == serving
+    assert _report_cells(second["build_reports"]["path"]) == report
+    for stats in second["compute_indicators"]["indicators"].values():
+        assert not any(stats[t][k] for t in ("values", "members") for k in ("inserted", "updated", "deleted"))
+    assert second["compute_indicators"]["indicators"]["htn_standard_mgmt_rate"]["input_versions"] \
+        == summary["compute_indicators"]["indicators"]["htn_standard_mgmt_rate"]["input_versions"]
