@@ -178,6 +178,33 @@ def demo(residents: int = typer.Option(20000, help="number of residents of the d
     console.print(f"\n[bold green]demo finished in {time.monotonic() - t0:.0f} s[/bold green]")
 
 
+ecg_app = typer.Typer(no_args_is_help=True, help="ECG pre-processing (spark_jobs/ecg).")
+app.add_typer(ecg_app, name="ecg")
+
+
+@ecg_app.command("evaluate")
+def ecg_evaluate(directory: Path = typer.Argument(..., exists=True, file_okay=False,
+                                                  help="folder searched for annotated WFDB records"),
+                 as_json: bool = typer.Option(False, "--json", help="print JSON only")) -> None:
+    """R-peak detection exactly as the pipeline runs it, against the reference annotations
+    (MIT-BIH .atr beats, LUDB N marks) of every record in DIRECTORY: TP, FN, FP, Se %, PPV %."""
+    from spark_jobs.ecg.evaluate import evaluate_dir
+
+    result = evaluate_dir(directory)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    t = Table(title=f"R-peak detection vs reference annotations ({directory})")
+    for c in ("record", "reference", "TP", "FN", "FP", "Se %", "PPV %"):
+        t.add_column(c)
+    for r in [*result["records"], result["total"]]:
+        name = str(r["record"]).removeprefix(str(directory)).lstrip("/")
+        t.add_row(name, str(r.get("reference", "")), str(r["tp"]), str(r["fn"]), str(r["fp"]),
+                  f"{r['sensitivity']:.3f}" if r["sensitivity"] is not None else "—",
+                  f"{r['ppv']:.3f}" if r["ppv"] is not None else "—")
+    console.print(t)
+
+
 def main() -> None:
     app()
 

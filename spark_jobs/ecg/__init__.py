@@ -1,0 +1,1 @@
+"""ECG preprocessing: WFDB reading, multi-lead R-peak detection and evaluation."""
