@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lakehouse import delta
-from lakehouse.idcard import normalise  # noqa: F401  (the Python twin of the rules below)
 from lakehouse.pseudonym import spark_person_id
 from lakehouse.tables import TableSpec, register
 
@@ -103,7 +102,7 @@ def conform_persons(bronze_residents, key: bytes):
     return xref, persons, identity
 
 
-def _attach_person(df, xref, entity: str):
+def _attach_person(df, xref):
     """Split ``df`` (with resident_id) into (resolved rows with person_id, unresolved quarantine rows)."""
     from pyspark.sql import functions as F
 
@@ -139,19 +138,19 @@ def conform_regional(spark, lake_root: str, pseudonym_key: bytes) -> ConformResu
     write(persons, PERSONS)
     write(identity, PERSON_IDENTITY)
 
-    archives, q_arch = _attach_person(_live(_bronze(spark, lake_root, "health_archives")), xref, "health_archives")
+    archives, q_arch = _attach_person(_live(_bronze(spark, lake_root, "health_archives")), xref)
     archives = archives.join(township_of, "org_code", "left").select(
         "archive_no", "person_id", "org_code", "township_org_code",
         F.to_date("created_date").alias("created_date"))
     write(delta.with_row_hash(archives, exclude=()), HEALTH_ARCHIVES)
 
-    reg, q_reg = _attach_person(_live(_bronze(spark, lake_root, "hypertension_registry")), xref, "hypertension_registry")
+    reg, q_reg = _attach_person(_live(_bronze(spark, lake_root, "hypertension_registry")), xref)
     reg = reg.join(township_of, "org_code", "left").select(
         "registry_id", "person_id", "org_code", "township_org_code", "doctor_id",
         F.to_date("diagnosed_date").alias("diagnosed_date"), F.to_date("registered_date").alias("registered_date"))
     write(delta.with_row_hash(reg, exclude=()), HTN_PATIENTS)
 
-    fu, q_fu = _attach_person(_live(_bronze(spark, lake_root, "hypertension_followups")), xref, "hypertension_followups")
+    fu, q_fu = _attach_person(_live(_bronze(spark, lake_root, "hypertension_followups")), xref)
     fu = fu.join(township_of, "org_code", "left").select(
         "followup_id", "registry_id", "person_id", "org_code", "township_org_code", "doctor_id",
         F.to_date("followup_date").alias("followup_date"), "followup_type",
