@@ -281,3 +281,99 @@ def test_superset_refuses_to_start_without_a_secret_key(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "SUPERSET_SECRET_KEY is not set" in proc.stderr
+
+
+# ---- the page a health-bureau analyst opens -------------------------------------------------
+
+def _browser_page_text(site: Site, path: str, wait_for: list[str], timeout: float = 90.0,
+                       screenshot: Path | None = None) -> str:
+    """Log in through Superset's form, open ``path`` in headless Chromium (Debian's package,
+    driven over the DevTools protocol), wait until every string of ``wait_for`` is on the page,
+    and return the page's visible text."""
+    import asyncio
+    import base64
+    import re
+    import shutil
+
+    import requests
+    import websockets
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: infra/setup.sh installs it"
+    session = requests.Session()
+    form = session.get(site.base_url + "/login/").text
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form)
+    password = (site.home / "superset" / "admin_password").read_text().strip()
+    session.post(site.base_url + "/login/", data={"username": "admin", "password": password,
+                                                  "csrf_token": csrf.group(1) if csrf else ""})
+    cookies = [{"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": "/"} for c in session.cookies]
+    assert cookies, "the login form gave no session cookie"
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={site.home / 'chromium'}", f"--remote-debugging-port={port}",
+         "--window-size=1500,1300", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2))
+                page = next(t for t in targets if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                assert time.monotonic() < deadline, "Chromium did not open its DevTools port"
+                time.sleep(0.3)
+
+        async def drive() -> str:
+            async with websockets.connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20) as ws:
+                ids = iter(range(1, 10**6))
+
+                async def call(method: str, **params):
+                    mid = next(ids)
+                    await ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+                    while True:
+                        msg = json.loads(await ws.recv())
+                        if msg.get("id") == mid:
+                            return msg.get("result", {})
+
+                await call("Network.enable")
+                for cookie in cookies:
+                    await call("Network.setCookie", **cookie)
+                await call("Emulation.setDeviceMetricsOverride", width=1500, height=1300,
+                           deviceScaleFactor=1, mobile=False)
+                await call("Page.navigate", url=site.base_url + path)
+                text, end = "", time.monotonic() + timeout
+                while time.monotonic() < end:
+                    res = await call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''")
+                    text = res.get("result", {}).get("value", "") or ""
+                    if all(w in text for w in wait_for):
+                        break
+                    await asyncio.sleep(1)
+                await asyncio.sleep(2)  # let the charts finish drawing before the picture
+                if screenshot is not None:
+                    shot = await call("Page.captureScreenshot", format="png")
+                    screenshot.write_bytes(base64.b64decode(shot["data"]))
+                res = await call("Runtime.evaluate", expression="document.body.innerText")
+                return res.get("result", {}).get("value", "") or text
+
+        return asyncio.run(drive())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_dashboard_renders_in_a_browser_with_chinese_labels_and_the_data(site: Site):
+    shot = site.home / "dashboard.png"
+    text = _browser_page_text(site, "/superset/dashboard/htn-management/",
+                              wait_for=[DASHBOARD_TITLE, "各乡镇高血压患者规范管理率", "振头镇"], screenshot=shot)
+    assert DASHBOARD_TITLE in text
+    assert "各区县高血压患者规范管理率" in text and "各乡镇高血压患者规范管理率" in text
+    # townships of the fixture's latest year are drawn, with the county filter in Chinese
+    for township in ("城关镇", "东关镇", "振头镇", "留营乡"):
+        assert township in text, f"{township} is not on the dashboard"
+    assert "区县" in text
+    assert not any(word in text for word in ("Unexpected error", "出错", "错误")), text[:2000]
+    assert shot.stat().st_size > 20_000, "the screenshot is (nearly) blank"
