@@ -3,6 +3,7 @@ ever touches the developer's var/ folder, and it shares one local Spark session 
 in-memory catalogue), as Delta's own test base class does."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,11 @@ os.environ.update(JL_ENV="CI", JL_HOME=str(_SESSION_HOME), GX_ANALYTICS_ENABLED=
                   DBT_SEND_ANONYMOUS_USAGE_STATS="false", SPARK_DRIVER_MEMORY="2g")
 for _var in ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG"):
     os.environ.pop(_var, None)
+
+
+# py4j logs at INFO from a finaliser at interpreter exit, after pytest closed the stream it
+# captured: the "--- Logging error ---" noise at the end of a run
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
