@@ -30,8 +30,7 @@ down:
 	@bash infra/down.sh
 
 bench: setup
-	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (ingestion, ECG and imaging benchmarks come with their issues)"; exit 0; }; \
-	for b in benchmarks/*.py; do .venv/bin/python "$$b" || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; .venv/bin/python "$$b" || exit 1; done
 
 clean:
 	rm -rf var
