@@ -45,6 +45,7 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
 )
 
 from expectations.builders import CRITICAL  # noqa: E402
+from lakehouse.tables import DQ_RESULTS  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -62,11 +63,8 @@ RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 _NON_IDENTIFYING_KWARGS = ("batch_id", "result_format", "catch_exceptions")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
-RESULT_COLUMNS = (
-    "result_key", "table_name", "suite_name", "table_version", "expectation_type", "column",
-    "category", "severity", "success", "element_count", "unexpected_count",
-    "unexpected_percent", "observed_value",
-)
+# the columns of ops.dq_results, where the pipeline stores these rows
+RESULT_COLUMNS = DQ_RESULTS.columns
 
 
 class DataQualityError(RuntimeError):

@@ -73,7 +73,6 @@ def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteSta
     """Store Great Expectations result rows (one per expectation and table version)."""
     if not rows:
         return None
-    cols = [f.split(" ")[0] for f in DQ_RESULTS.schema.split(", ")]
-    df = spark.createDataFrame([{c: r.get(c) for c in cols} for r in rows], DQ_RESULTS.schema)
+    df = spark.createDataFrame([{c: r.get(c) for c in DQ_RESULTS.columns} for r in rows], DQ_RESULTS.schema)
     df = df.dropDuplicates(["result_key"])
     return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DQ_RESULTS, lake_root)

@@ -34,6 +34,11 @@ class TableSpec:
     def entity(self) -> str:
         return self.name.split(".", 1)[1]
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Column names of ``schema`` (empty for tables kept as received)."""
+        return tuple(f.strip().split(" ", 1)[0] for f in self.schema.split(",")) if self.schema else ()
+
     def path(self, lake_root: str) -> str:
         return f"{lake_root.rstrip('/')}/{self.layer}/{self.entity}"
 

@@ -18,7 +18,7 @@ from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from lakehouse import delta, ops
-from lakehouse.masking import masked_columns
+from lakehouse.quarantine import quarantine_rows
 from lakehouse.idcard import spark_invalid_reason
 from lakehouse.tables import TableSpec, register
 
@@ -43,8 +43,8 @@ ENTITIES: tuple[EntityConfig, ...] = (
 )
 
 QUARANTINE_SCHEMA = (
-    "record_key STRING, reason_code STRING, reason_detail STRING, raw_payload STRING, "
-    "_batch_id STRING, _source STRING, _ingested_at TIMESTAMP, _source_file STRING, _row_hash STRING"
+    "record_key STRING, reason_code STRING, reason_detail STRING, raw_payload STRING, _row_hash STRING, "
+    "_batch_id STRING, _source STRING, _ingested_at TIMESTAMP, _source_file STRING"
 )
 
 
@@ -168,13 +168,8 @@ def ingest_entity(spark, lake_root: str, source_db_url: str, entity: EntityConfi
         bad = checked.where(F.col("__reason").isNotNull())
         # the payload keeps every field for the data engineer, identifiers masked: personal data
         # never leaves the restricted layer unmasked (the source system holds the original)
-        q = (bad.select(
-                F.coalesce(F.col(entity.key).cast("string"), F.lit("")).alias("record_key"),
-                F.split(F.col("__reason"), ":").getItem(0).alias("reason_code"),
-                F.col("__reason").alias("reason_detail"),
-                F.to_json(F.struct(*masked_columns(bad.select(*raw.columns)))).alias("raw_payload"))
-             .withColumns(meta))
-        q = q.withColumn("_row_hash", F.sha2(F.col("raw_payload"), 256)).dropDuplicates(["record_key", "_row_hash"])
+        q = quarantine_rows(bad, entity.key, F.split(F.col("__reason"), ":").getItem(0),
+                            F.col("__reason"), payload_columns=raw.columns).withColumns(meta)
 
         # a slice can hold several versions of a row: the latest wins, the others are superseded
         good = checked.where(F.col("__reason").isNull()).drop("__reason")

@@ -77,9 +77,3 @@ hypertension_followups = Table(
     Column("dbp_mmhg", Integer),
     *_audit_columns(),
 )
-
-# entity → primary key column, in load order (parents first)
-ENTITIES: dict[str, str] = {
-    t.name: next(iter(t.primary_key.columns)).name
-    for t in (org_units, residents, health_archives, hypertension_registry, hypertension_followups)
-}

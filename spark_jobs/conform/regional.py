@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lakehouse import delta
 from lakehouse.pseudonym import spark_person_id
+from lakehouse.quarantine import quarantine_rows
 from lakehouse.tables import TableSpec, register
 
 SOURCE = "regional"
@@ -30,7 +31,7 @@ HTN_FOLLOWUPS = register(TableSpec("silver.hypertension_followups", keys=("follo
 HEALTH_ARCHIVES = register(TableSpec("silver.health_archives", keys=("archive_no",),
                                      description="Electronic health archives with person_id"))
 UNRESOLVED_QUARANTINE_SCHEMA = ("record_key STRING, reason_code STRING, reason_detail STRING, "
-                                "raw_payload STRING, _source STRING, _row_hash STRING")
+                                "raw_payload STRING, _row_hash STRING, _source STRING")
 
 
 def _quarantine(entity: str) -> TableSpec:
@@ -108,13 +109,12 @@ def _attach_person(df, xref):
 
     x = xref.select(F.col("source_record_id").alias("resident_id"), "person_id")
     joined = df.join(x, "resident_id", "left")
-    payload_cols = [c for c in df.columns if not c.startswith("_")]
-    key = df.columns[0]
-    unresolved = joined.where(F.col("person_id").isNull()).select(
-        F.col(key).alias("record_key"), F.lit("unresolved_person").alias("reason_code"),
-        F.concat(F.lit("resident_id "), F.col("resident_id"), F.lit(" has no valid identity (see quarantine.regional__residents)")).alias("reason_detail"),
-        F.to_json(F.struct(*payload_cols)).alias("raw_payload"), F.lit(SOURCE).alias("_source"))
-    unresolved = unresolved.withColumn("_row_hash", F.sha2("raw_payload", 256))
+    unresolved = quarantine_rows(
+        joined.where(F.col("person_id").isNull()), df.columns[0], F.lit("unresolved_person"),
+        F.concat(F.lit("resident_id "), F.col("resident_id"),
+                 F.lit(" has no valid identity (see quarantine.regional__residents)")),
+        payload_columns=[c for c in df.columns if not c.startswith("_")],
+    ).withColumn("_source", F.lit(SOURCE))
     return joined.where(F.col("person_id").isNotNull()), unresolved
 
 
@@ -160,7 +160,7 @@ def conform_regional(spark, lake_root: str, pseudonym_key: bytes) -> ConformResu
 
     for entity, q in (("health_archives", q_arch), ("hypertension_patients", q_reg),
                       ("hypertension_followups", q_fu)):
-        write(q.dropDuplicates(["record_key", "_row_hash"]), _quarantine(entity))
+        write(q, _quarantine(entity))
     orgs.unpersist()
     xref.unpersist()
     return ConformResult(stats)
