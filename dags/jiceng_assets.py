@@ -18,8 +18,12 @@ def _serving(name: str, uri: str) -> Asset:
     return Asset(name=name, uri=uri, group="serving")
 
 
-BRONZE = _lake("bronze")
-QUARANTINE = _lake("quarantine")
+INGEST_BATCHES = _lake("ops.ingest_batches")
+LANDED_FILES = _lake("ops.landed_files")
+# bronze and quarantine tables of one source kind (``bronze.<source>__*``), e.g. "bronze.ecg"
+SOURCE_KINDS = ("reference", "regional", "legacy", "fhir", "dicom", "ecg")
+BRONZE_OF = {kind: _lake(f"bronze.{kind}") for kind in SOURCE_KINDS}
+QUARANTINE_OF = {kind: _lake(f"quarantine.{kind}") for kind in SOURCE_KINDS}
 DQ_RESULTS = _lake("ops.dq_results")
 SILVER = _lake("silver")
 PERSON_IDENTITY = _lake("restricted.person_identity")

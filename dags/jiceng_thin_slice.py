@@ -1,11 +1,12 @@
 """
-### Jiceng thin slice: source → bronze → silver → indicators → gold → serving → reports, dashboards
+### Jiceng thin slice: bronze → silver → indicators → gold → serving → reports, dashboards
 
-The whole platform once a day, one task per step of `lakehouse.pipeline`:
+Everything after ingestion, one task per step of `lakehouse.pipeline`. It runs when an ingestion
+DAG (`jiceng_ingest_<kind>`, see `jiceng_ingest.py`) has updated the bronze tables of the regional
+database, a legacy county system or the hospital's FHIR export:
 
 | task | does | writes (Asset) |
 |---|---|---|
-| `ingest` | new rows of the regional source system (by watermark) into bronze; bad rows to quarantine | `bronze`, `quarantine` |
 | `validate_bronze` | Great Expectations suites of the bronze tables; fails on a critical check | `ops.dq_results` |
 | `conform` | bronze → silver, pseudonymous `person_id`; identifiers only in `restricted.person_identity` | `silver`, `restricted.person_identity` |
 | `compute_indicators` | the catalogued indicators with numerator, denominator and member records | `silver.indicator_values`, `silver.indicator_members` |
@@ -14,7 +15,7 @@ The whole platform once a day, one task per step of `lakehouse.pipeline`:
 | `build_reports` | XLSX indicator report per township | `reports.indicators` |
 | `provision_dashboards` | imports the Superset bundle | `superset.dashboards` |
 
-The source system exists on its own: in the demo, `lakehouse.pipeline.simulate` fills it first.
+The sources exist on their own: in the demo, `lakehouse.pipeline.simulate` builds them first.
 
 Spark's embedded metastore admits one Spark process at a time, so Spark tasks share the `spark`
 pool (1 slot, `infra/airflow/pools.json`) and the DAG runs one task and one run at a time. Every
@@ -29,7 +30,7 @@ import pendulum
 from airflow.sdk import chain, dag, task
 
 from jiceng_assets import (
-    BRONZE,
+    BRONZE_OF,
     DASHBOARDS,
     DQ_RESULTS,
     GOLD,
@@ -37,7 +38,6 @@ from jiceng_assets import (
     INDICATOR_REPORTS,
     INDICATOR_VALUES,
     PERSON_IDENTITY,
-    QUARANTINE,
     SERVING_DB,
     SILVER,
 )
@@ -50,7 +50,7 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
 
 
 @dag(
-    schedule="@daily",
+    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"],
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,
@@ -60,12 +60,6 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
     doc_md=__doc__,
 )
 def jiceng_thin_slice():
-    @task(outlets=[BRONZE, QUARANTINE], pool=SPARK_POOL)
-    def ingest():
-        """New source rows into bronze (by watermark); bad rows to quarantine."""
-        from lakehouse import pipeline
-        return pipeline.ingest()
-
     @task(outlets=[DQ_RESULTS], pool=SPARK_POOL)
     def validate_bronze():
         """Great Expectations suites of the bronze tables; fails on a critical check."""
@@ -109,7 +103,6 @@ def jiceng_thin_slice():
         return pipeline.provision_dashboards()
 
     chain(
-        ingest(),
         validate_bronze(),
         conform(),
         compute_indicators(),

@@ -97,6 +97,15 @@ def suite_name_for(table_name: str) -> str:
     return table_name.replace(".", "__", 1)
 
 
+def suite_tables(layer: str) -> list[str]:
+    """The tables of ``layer`` that have a suite (``expectations/suites/<layer>__<entity>.py``)."""
+    import pkgutil
+
+    package = importlib.import_module(SUITES_PACKAGE)
+    return sorted(m.name.replace("__", ".", 1) for m in pkgutil.iter_modules(package.__path__)
+                  if m.name.startswith(f"{layer}__"))
+
+
 def load_suite(table_name: str) -> gx.ExpectationSuite:
     """The suite of ``table_name``, built by ``expectations/suites/<layer>__<entity>.py``."""
     suite_name = suite_name_for(table_name)

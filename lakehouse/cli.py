@@ -1,9 +1,9 @@
 """``lakehouse`` — the platform's command line.
 
     lakehouse demo --residents 20000     simulate a city and run the whole slice, then summarise
-    lakehouse simulate --residents N     (re)build the regional source database
+    lakehouse simulate --residents N --days D   build the city's sources as of day D
     lakehouse run [--step S ...]         run pipeline steps (default: all after simulate)
-    lakehouse ingest [--full] | validate | conform | indicators | gold | serve | report | dashboards
+    lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
     lakehouse summary                    rows per table, indicator values, where to look
 """
 from __future__ import annotations
@@ -36,14 +36,16 @@ def _print(result: dict) -> None:
 @app.command()
 def simulate(residents: int = typer.Option(2000, help="number of residents"),
              seed: int = typer.Option(20250101, help="random seed (same seed, same city)"),
-             year: int = typer.Option(2025, help="assessment year; records cover year-1 and year"),
+             start: str = typer.Option("2025-12-22", help="first simulated day of daily deliveries (YYYY-MM-DD)"),
+             days: int = typer.Option(10, min=1, help="simulated days; the city is built as of start + days - 1"),
              counties: int = typer.Option(4, min=1, max=5),
-             townships_per_county: int = typer.Option(15, min=1)) -> None:
-    """Write the simulated city into the regional source database."""
+             townships_per_county: int = typer.Option(15, min=1),
+             media_files: bool = typer.Option(True, help="write DICOM and ECG files for remote-diagnosis requests")) -> None:
+    """Build the simulated city: the regional database, the file deliveries and the ground truth."""
     with _progress() as prog:
         task = prog.add_task("simulating residents", total=residents)
-        result = pipeline.simulate(residents=residents, seed=seed, year=year, counties=counties,
-                                   townships_per_county=townships_per_county,
+        result = pipeline.simulate(residents=residents, seed=seed, start=start, days=days, counties=counties,
+                                   townships_per_county=townships_per_county, media_files=media_files,
                                    progress=lambda n: prog.update(task, completed=n))
     _print(result)
 
@@ -72,9 +74,19 @@ def run(step: list[str] = typer.Option(None, help=f"steps to run, in order; defa
 
 
 @app.command()
-def ingest(full: bool = typer.Option(False, help="re-read every source row, not only new ones")) -> None:
-    """Load new rows of the regional source database into bronze."""
-    _print(pipeline.ingest(full=full, progress=lambda e: console.log(f"ingesting {e}")))
+def ingest(all_sources: bool = typer.Option(False, "--all", help="every source kind (the default when no --source is given)"),
+           source: list[str] = typer.Option(None, help="source kinds to ingest: reference, regional, legacy, fhir, dicom, ecg"),
+           until: str = typer.Option(None, help="load only what was delivered before this day (YYYY-MM-DD, exclusive)"),
+           full: bool = typer.Option(False, help="re-read everything delivered, not only what is new")) -> None:
+    """Load what the sources delivered and is not loaded yet into bronze."""
+    from ingest.connectors.sources import SOURCE_KINDS
+
+    kinds = None if all_sources or not source else tuple(source)
+    unknown = [k for k in kinds or () if k not in SOURCE_KINDS]
+    if unknown:
+        raise typer.BadParameter(f"unknown source kinds {unknown}; known: {', '.join(SOURCE_KINDS)}")
+    _print(pipeline.ingest(full=full, sources=kinds, until=until,
+                           progress=lambda k: console.log(f"ingesting {k}")))
 
 
 @app.command()
@@ -172,7 +184,8 @@ def summary() -> None:
 def demo(residents: int = typer.Option(20000, help="number of residents of the demo city")) -> None:
     """Simulate a city, run every step of the slice, and print the summary."""
     t0 = time.monotonic()
-    simulate(residents=residents, seed=20250101, year=2025, counties=4, townships_per_county=15)
+    simulate(residents=residents, seed=20250101, start="2025-12-22", days=10, counties=4,
+             townships_per_county=15, media_files=True)
     _run_steps(pipeline.PIPELINE)
     summary()
     console.print(f"\n[bold green]demo finished in {time.monotonic() - t0:.0f} s[/bold green]")

@@ -69,7 +69,7 @@ def with_row_hash(df, exclude: tuple[str, ...] = BRONZE_META_COLUMNS):
 
 
 def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | None = None,
-           check_unique: bool = True) -> WriteStats:
+           check_unique: bool = True, newer_only: str | None = None) -> WriteStats:
     """Make the table at ``spec`` agree with ``df`` on ``spec.keys``.
 
     - keys in ``df`` but not in the table are inserted; keys whose ``_row_hash`` differs are
@@ -78,7 +78,9 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
       rows in that scope whose key is absent from ``df`` are deleted;
     - ``df`` must carry ``_row_hash`` (see :func:`with_row_hash`) and be unique on the keys (a
       duplicate key raises ValueError: deduplicate before writing, keeping the evidence);
-      ``check_unique=False`` skips that check for data deduplicated by construction.
+      ``check_unique=False`` skips that check for data deduplicated by construction;
+    - with ``newer_only`` (a column such as ``updated_at``), a row is only replaced by one whose
+      value there is not older: re-loading an old delivery never undoes a later correction.
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -94,20 +96,30 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
             raise ValueError(f"{spec.name}: duplicate keys in the data to write, e.g. {dup}")
         path = spec.path(lake_root)
         if not table_exists(spark, path):
-            n = df.count()
             writer = df.write.format("delta").mode("errorifexists")
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)
             writer.save(path)
-            return WriteStats(spec.name, inserted=n, version=table_version(spark, path))
+            # the commit's own metrics: no second pass over the data to count it
+            last = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+            return WriteStats(spec.name, inserted=int((last.operationMetrics or {}).get("numOutputRows", 0)),
+                              version=last.version)
 
         target = spark.read.format("delta").load(path)
-        joined = df.select(*keys, F.col("_row_hash").alias("s_h")).join(
-            target.select(*keys, F.col("_row_hash").alias("t_h")), keys, "left")
+        # a column the table has and this data lacks (a source dropped it) is written as NULL
+        absent = [f for f in target.schema.fields if f.name not in df.columns]
+        if absent:
+            df = df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in absent})
+        s_cols = [F.col("_row_hash").alias("s_h")] + ([F.col(newer_only).alias("s_v")] if newer_only else [])
+        t_cols = [F.col("_row_hash").alias("t_h")] + ([F.col(newer_only).alias("t_v")] if newer_only else [])
+        joined = df.select(*keys, *s_cols).join(target.select(*keys, *t_cols), keys, "left")
+        same = F.col("s_h") == F.col("t_h")
+        if newer_only:  # an older version than the table's counts as unchanged: it is not applied
+            same = same | (F.col("s_v") < F.col("t_v"))
         counts = joined.select(
             F.count("*").alias("n"),
             F.sum(F.when(F.col("t_h").isNull(), 1).otherwise(0)).alias("ins"),
-            F.sum(F.when(F.col("s_h") == F.col("t_h"), 1).otherwise(0)).alias("same"),
+            F.sum(F.when(F.col("t_h").isNotNull() & same, 1).otherwise(0)).alias("same"),
         ).first()
         inserted, unchanged = int(counts.ins or 0), int(counts.same or 0)
         updated = int(counts.n) - inserted - unchanged
@@ -118,11 +130,16 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
             return WriteStats(spec.name, unchanged=unchanged, version=table_version(spark, path))
 
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        changed = "t._row_hash <> s._row_hash"
+        if newer_only:
+            changed += f" AND NOT (s.`{newer_only}` < t.`{newer_only}`)"
         merge = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
-                 .whenMatchedUpdateAll(condition="t._row_hash <> s._row_hash")
+                 .whenMatchedUpdateAll(condition=changed)
                  .whenNotMatchedInsertAll())
         if deleted:
             merge = merge.whenNotMatchedBySourceDelete(condition=delete_scope)
+        if set(df.columns) - set(target.columns):  # schema drift: new source columns are added
+            merge = merge.withSchemaEvolution()
         merge.execute()
         return WriteStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                           unchanged=unchanged, version=table_version(spark, path))

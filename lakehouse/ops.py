@@ -63,6 +63,15 @@ def get_watermark(spark, lake_root: str, source: str, entity: str) -> str | None
     return row[0] if row else None
 
 
+def get_watermarks(spark, lake_root: str, source: str) -> dict[str, str]:
+    """Every entity's watermark of ``source``, in one read."""
+    path = WATERMARKS.path(lake_root)
+    if not delta.table_exists(spark, path):
+        return {}
+    rows = spark.read.format("delta").load(path).where(f"source = '{source}'").select("entity", "watermark").collect()
+    return {r.entity: r.watermark for r in rows}
+
+
 def set_watermarks(spark, lake_root: str, rows: list[tuple[str, str, str, str]]) -> None:
     """Upsert (source, entity, watermark, batch_id) rows."""
     df = spark.createDataFrame(rows, WATERMARKS.schema)

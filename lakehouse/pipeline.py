@@ -35,37 +35,63 @@ def _spark(settings: Settings):
 
 
 def simulate(settings: Settings | None = None, residents: int = 2000, seed: int = 20250101,
-             year: int = 2025, progress=None, **city_options) -> dict:
-    """Write the simulated city into the regional source database."""
+             start: str | None = None, days: int | None = None, progress=None, **city_options) -> dict:
+    """Write the simulated city as it stands at the end of day ``start + days - 1``: the regional
+    source database, the file deliveries in the drop zone and the ground-truth manifests."""
+    import datetime as dt
+
     from ingest.simulator.city import CityConfig, simulate_city
 
     s = settings or get_settings()
-    config = CityConfig(residents=residents, seed=seed, year=year, **city_options)
-    summary = simulate_city(s.source_db_url, s.home / "source" / "ground_truth", config, progress=progress)
+    if start is not None:
+        city_options["start"] = dt.date.fromisoformat(str(start))
+    if days is not None:
+        city_options["days"] = days
+    config = CityConfig(residents=residents, seed=seed, **city_options)
+    summary = simulate_city(s.source_db_url, s.ground_truth_dir, s.dropzone_root, config, progress=progress)
     return asdict(summary)
 
 
-def ingest(settings: Settings | None = None, full: bool = False, progress=None) -> dict:
-    """Load new source rows (by watermark; ``full`` re-reads everything) into bronze."""
-    from ingest.connectors.relational import ingest_all
+def ingest(settings: Settings | None = None, full: bool = False, progress=None,
+           sources: tuple[str, ...] | None = None, until=None) -> dict:
+    """Load what the sources delivered before ``until`` (default: everything) and is not loaded
+    yet into bronze; ``full`` re-reads everything; ``sources`` picks source kinds (default all)."""
+    from ingest.connectors.sources import ingest_sources
 
     s = settings or get_settings()
-    results = ingest_all(_spark(s), s.lake_root, s.source_db_url, full=full, progress=progress)
-    return {"batches": [{k: v for k, v in asdict(r).items() if k != "record"} for r in results]}
+    results = ingest_sources(_spark(s), s, sources, until=interval_day(until), full=full, progress=progress)
+    return {"batches": [{"source": kind, **{k: v for k, v in asdict(r).items() if k != "record"}}
+                        for kind, rs in results.items() for r in rs if r.batch_id]}
+
+
+def interval_day(moment):
+    """The delivery day that ends a data interval: an Airflow ``data_interval_end`` (aware, any
+    zone) as a date in China time, where the sources' days begin; a date or 'YYYY-MM-DD' as is."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    if moment is None or (isinstance(moment, dt.date) and not isinstance(moment, dt.datetime)):
+        return moment
+    if isinstance(moment, str):
+        return dt.date.fromisoformat(moment[:10])
+    local = moment.astimezone(ZoneInfo("Asia/Shanghai")) if moment.tzinfo else moment
+    if local.time() != dt.time(0):
+        raise ValueError(f"a data interval must end at midnight China time, not {local.isoformat()}")
+    return local.date()
 
 
 def validate_bronze(settings: Settings | None = None) -> dict:
     """Run the Great Expectations suites of the bronze tables, store the results in
     ``ops.dq_results``, build Data Docs, and raise DataQualityError on a critical failure."""
-    from expectations.runner import raise_on_critical, validate_many
-    from ingest.connectors.relational import ENTITIES, bronze_table
+    from expectations.runner import raise_on_critical, suite_tables, validate_many
     from lakehouse import delta, ops
+    from lakehouse.tables import TableSpec
 
     s = settings or get_settings()
     spark = _spark(s)
     frames, versions = {}, {}
-    for entity in ENTITIES:
-        spec = bronze_table(entity)
+    for name in suite_tables("bronze"):
+        spec = TableSpec(name, keys=())
         path = spec.path(s.lake_root)
         version = delta.table_version(spark, path)
         if version is None:

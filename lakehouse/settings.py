@@ -48,7 +48,18 @@ class Settings:
 
     @property
     def landing_root(self) -> Path:
+        """Immutable copies of every delivered file, by source and delivery day."""
         return self.home / "landing"
+
+    @property
+    def dropzone_root(self) -> Path:
+        """Where file sources deliver (the simulator writes here): <source>/<YYYY-MM-DD>/..."""
+        return self.home / "dropzone"
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        """The simulator's manifest of injected defects and duplicate persons (tests only)."""
+        return self.home / "source" / "ground_truth"
 
     @property
     def data_docs_dir(self) -> Path:

@@ -47,6 +47,11 @@ def spark_conf(settings: Settings, app_name: str = "jiceng") -> dict[str, str]:
         "spark.sql.autoBroadcastJoinThreshold": str(64 * 1024 * 1024),
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # bronze keeps what a source sent: a VARCHAR(n) read over JDBC must not become a Delta
+        # length constraint that rejects a longer value the source accepts tomorrow
+        "spark.sql.legacy.charVarcharAsString": "true",
+        # legacy county systems export GBK; Spark 4 reads only UTF-8/16/32 and Latin-1 without it
+        "spark.sql.legacy.javaCharsets": "true",
         # deterministic, quiet Delta: no usage reports, small logs
         "spark.databricks.delta.retentionDurationCheck.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",

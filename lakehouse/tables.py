@@ -84,6 +84,20 @@ WATERMARKS = register(TableSpec(
     description="Highest source updated_at (and key) loaded per source entity.",
     schema="source STRING, entity STRING, watermark STRING, batch_id STRING",
 ))
+SCHEMA_CHANGES = register(TableSpec(
+    "ops.schema_changes", keys=("table_name", "column_name"),
+    description="Schema drift: a source column seen for the first time, and the batch that brought it.",
+    schema="table_name STRING, column_name STRING, data_type STRING, change STRING, first_batch_id STRING",
+))
+LANDED_FILES = register(TableSpec(
+    "ops.landed_files", keys=("source", "rel_path", "sha256"),
+    description="Every delivered file: where it was dropped, its landing copy, and how it was loaded.",
+    schema=(
+        "source STRING, rel_path STRING, sha256 STRING, delivery_day STRING, size_bytes BIGINT, "
+        "landing_path STRING, entity STRING, batch_id STRING, rows_read BIGINT, rows_loaded BIGINT, "
+        "rows_quarantined BIGINT, status STRING, reason STRING"
+    ),
+))
 DQ_RESULTS = register(TableSpec(
     "ops.dq_results", keys=("result_key",),
     description="Great Expectations results, one row per expectation and validated table version.",

@@ -1,28 +1,35 @@
 """Relational connector: the regional EHR/HIS database → bronze Delta tables.
 
-Reads each entity through Spark's JDBC source (SQLite by default, PostgreSQL in production),
-incrementally by the ``updated_at`` watermark kept in ``ops.watermarks``. Rows that break a hard
-rule (missing key, invalid ID-card number, impossible date) go to ``quarantine.<source>__<entity>``
-with a reason code and the raw payload; the rest are MERGEd into ``bronze.<source>__<entity>`` on
-the primary key and row hash. ``ops.ingest_batches`` gets read = loaded + quarantined per batch.
+Reads each table of the source contract (``contracts/regional.yaml``) through Spark's JDBC source
+(SQLite by default, PostgreSQL when ``SOURCE_DB_URL`` says so), incrementally: the rows with
+``watermark < updated_at < until``, where the watermark is the highest ``updated_at`` loaded
+before (``ops.watermarks``) and ``until`` the end of the data interval (Airflow's, for a daily
+run; none for "everything up to now"). Soft deletes arrive as updates with ``is_deleted = 1`` and
+stay in bronze as tombstones. Rows that break a hard rule (missing key, bad ``updated_at``, invalid
+ID-card number, impossible date) go to ``quarantine.regional__<table>``; see
+:mod:`ingest.connectors.common` for how a batch is loaded and why a crash is harmless.
 
-Crash safety: bronze, quarantine and the batch record are separate commits, and the watermark
-moves last. A run that dies midway leaves the watermark where it was, so the rerun re-reads the
-same slice, and the MERGEs make the repeated writes no-ops.
+A row corrected twice between two runs is read once, in its latest state. Rows are keyed by the
+table's primary key; a re-read of rows already loaded (``full=True``) changes nothing.
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
-from lakehouse import delta, ops
-from lakehouse.quarantine import quarantine_rows
+import yaml
+
+from ingest.connectors.common import REASON, BatchResult, bronze_table, load_batch, quarantine_table, record_ops
+from lakehouse import ops
 from lakehouse.idcard import spark_invalid_reason
-from lakehouse.tables import TableSpec, register
 
 SOURCE = "regional"
+CONTRACT = Path(__file__).parent / "contracts" / "regional.yaml"
+TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 
 
 @dataclass(frozen=True)
@@ -31,37 +38,29 @@ class EntityConfig:
     key: str
     date_columns: tuple[str, ...] = ()
     id_card_column: str | None = None
+    timestamp_columns: tuple[str, ...] = ()
 
 
-# the standardised regional system's tables, parents first
-ENTITIES: tuple[EntityConfig, ...] = (
-    EntityConfig("org_units", "org_code"),
-    EntityConfig("residents", "resident_id", date_columns=("birth_date",), id_card_column="id_card_no"),
-    EntityConfig("health_archives", "archive_no", date_columns=("created_date",)),
-    EntityConfig("hypertension_registry", "registry_id", date_columns=("registered_date",)),
-    EntityConfig("hypertension_followups", "followup_id", date_columns=("followup_date",)),
-)
-
-QUARANTINE_SCHEMA = (
-    "record_key STRING, reason_code STRING, reason_detail STRING, raw_payload STRING, _row_hash STRING, "
-    "_batch_id STRING, _source STRING, _ingested_at TIMESTAMP, _source_file STRING"
-)
+@lru_cache(maxsize=None)
+def load_contract(path: Path = CONTRACT) -> tuple[EntityConfig, ...]:
+    """The source tables, parents first, from the contract YAML."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return tuple(EntityConfig(t["name"], t["key"], tuple(t.get("date_columns") or ()), t.get("id_card_column"),
+                              tuple(t.get("timestamp_columns") or ()))
+                 for t in doc["tables"])
 
 
-def bronze_table(entity: EntityConfig, source: str = SOURCE) -> TableSpec:
-    return register(TableSpec(f"bronze.{source}__{entity.name}", keys=(entity.key,),
-                              description=f"{source} source table {entity.name}, as received"))
+def entities() -> tuple[EntityConfig, ...]:
+    return load_contract(CONTRACT)
 
 
-def quarantine_table(entity: EntityConfig, source: str = SOURCE) -> TableSpec:
-    return register(TableSpec(f"quarantine.{source}__{entity.name}", keys=("record_key", "_row_hash"),
-                              description=f"rejected rows of {source}.{entity.name} with reasons",
-                              schema=QUARANTINE_SCHEMA))
+def register_tables() -> None:
+    for e in entities():
+        bronze_table(SOURCE, e.name, e.key)
+        quarantine_table(SOURCE, e.name)
 
 
-for _e in ENTITIES:
-    bronze_table(_e)
-    quarantine_table(_e)
+register_tables()
 
 
 def jdbc_options(source_db_url: str) -> dict[str, str]:
@@ -89,120 +88,107 @@ def _impossible_date(col):
 
 
 def reject_reason(df, entity: EntityConfig):
-    """Column: the first hard rule a row breaks (reason code), or NULL for a good row."""
+    """Column: the first hard rule a row breaks (reason code, optionally ``code:detail``), or NULL."""
     from pyspark.sql import functions as F
 
-    checks = [(F.col(entity.key).isNull() | (F.trim(F.col(entity.key)) == ""), F.lit("missing_key")),
-              (F.try_to_timestamp(F.col("updated_at"), F.lit("yyyy-MM-dd HH:mm:ss")).isNull(),
+    checks = [(F.col(entity.key).isNull() | (F.trim(F.col(entity.key).cast("string")) == ""), F.lit("missing_key")),
+              (F.try_to_timestamp(F.col("updated_at"), F.lit(TIMESTAMP_FORMAT)).isNull(),
                F.lit("bad_updated_at"))]
     if entity.id_card_column:
-        r = spark_invalid_reason(F.col(entity.id_card_column))
-        checks.append((r.isNotNull(), r))
+        # a missing number is not an error (children, newcomers): the person is matched on other
+        # attributes later; a number that is present must be valid
+        c = F.col(entity.id_card_column)
+        r = spark_invalid_reason(c)
+        checks.append((c.isNotNull() & (F.trim(c) != "") & r.isNotNull(), r))
     for c in entity.date_columns:
         checks.append((F.col(c).isNotNull() & _impossible_date(F.col(c)), F.lit(f"impossible_date:{c}")))
+    for c in entity.timestamp_columns:
+        ts = F.try_to_timestamp(F.col(c), F.lit(TIMESTAMP_FORMAT))
+        checks.append((F.col(c).isNotNull() & (ts.isNull() | (ts < F.lit("1900-01-01").cast("timestamp"))),
+                       F.lit(f"impossible_timestamp:{c}")))
     expr = None
     for cond, reason in checks:
         expr = F.when(cond, reason) if expr is None else expr.when(cond, reason)
     return expr
 
 
-@dataclass
-class BatchResult:
-    table: str
-    batch_id: str | None
-    rows_read: int
-    rows_loaded: int
-    rows_quarantined: int
-    inserted: int = 0
-    updated: int = 0
-    record: ops.BatchRecord | None = field(default=None, repr=False)
-    watermark: str | None = None
+def _until_text(until) -> str | None:
+    """The exclusive upper bound of ``updated_at`` for a data interval ending at ``until``."""
+    if until is None:
+        return None
+    if isinstance(until, dt.datetime):
+        return f"{until:%Y-%m-%d %H:%M:%S}"
+    return f"{dt.date.fromisoformat(str(until)[:10]):%Y-%m-%d} 00:00:00"
 
 
-def _record_ops(spark, lake_root: str, source: str, results: list[BatchResult]) -> None:
-    """Batch records, then watermarks (last: a crash before this line means a re-read, which the
-    MERGEs make harmless)."""
-    done = [r for r in results if r.record is not None]
-    if not done:
-        return
-    ops.record_batches(spark, lake_root, [r.record for r in done])
-    ops.set_watermarks(spark, lake_root, [(source, r.record.entity, r.watermark, r.batch_id) for r in done])
+def _slice_conditions(wm_from: str | None, until) -> list[str]:
+    upper = _until_text(until)
+    return ([f"updated_at > '{wm_from}'"] if wm_from else []) + ([f"updated_at < '{upper}'"] if upper else [])
+
+
+def changed_tables(spark, source_db_url: str, slices: dict[str, list[str]]) -> dict[str, tuple[int, str | None]]:
+    """Rows and highest ``updated_at`` of each table's slice, in one query to the source (a day
+    with nothing new in most tables then costs one round trip, not one Spark job per table)."""
+    parts = [f"SELECT '{name}' AS table_name, COUNT(*) AS n, MAX(updated_at) AS hi FROM {name}"
+             + (f" WHERE {' AND '.join(conds)}" if conds else "") for name, conds in slices.items()]
+    rows = (spark.read.format("jdbc").options(**jdbc_options(source_db_url))
+            .option("dbtable", f"({' UNION ALL '.join(parts)}) probe")
+            # SQLite reports no reliable types for computed columns
+            .option("customSchema", "table_name STRING, n LONG, hi STRING").load().collect())
+    return {r.table_name: (int(r.n), r.hi) for r in rows}
 
 
 def ingest_entity(spark, lake_root: str, source_db_url: str, entity: EntityConfig, *,
-                  source: str = SOURCE, full: bool = False, now: dt.datetime | None = None,
-                  record_ops: bool = True) -> BatchResult:
-    """Load the rows of ``entity`` changed since the watermark (all rows with ``full``).
-
-    With ``record_ops=False`` the batch record and the new watermark are returned in the result
-    for the caller to write (``ingest_all`` writes them for all entities in one go)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    started = now or dt.datetime.now()
-    bronze, quarantine = bronze_table(entity, source), quarantine_table(entity, source)
-    wm_from = None if full else ops.get_watermark(spark, lake_root, source, entity.name)
-    where = f"WHERE updated_at > '{wm_from}'" if wm_from else ""
-    query = f"(SELECT * FROM {entity.name} {where}) AS src"
+                  full: bool = False, until=None, now: dt.datetime | None = None,
+                  probe: tuple[int, str | None] | None = None, watermark: str | None = None) -> BatchResult:
+    """Load the rows of ``entity`` changed since the watermark (all rows with ``full``) and
+    before ``until``: the slice (watermark, highest updated_at in it]. The caller records the
+    batch and moves the watermark (:func:`ingest_all`). ``probe`` is the slice's (rows, highest
+    updated_at) and ``watermark`` the current one, when already known."""
+    wm_from = None if full else (watermark or ops.get_watermark(spark, lake_root, SOURCE, entity.name))
+    conds = _slice_conditions(wm_from, until)
+    if probe is None:
+        probe = changed_tables(spark, source_db_url, {entity.name: conds})[entity.name]
+    n, hi = probe
+    if not n:
+        return BatchResult(f"bronze.{SOURCE}__{entity.name}", None, 0, 0, 0)
+    # the batch is exactly the slice (from, hi]: the same slice always gets the same id
+    conds = conds + [f"updated_at <= '{hi}'"]
     raw = (spark.read.format("jdbc").options(**jdbc_options(source_db_url))
-           .option("dbtable", query).option("fetchsize", "10000").load())
-    # one pass over the slice: the hard rules, then every count the batch record needs
-    checked = raw.withColumn("__reason", reject_reason(raw, entity)).persist()
-    try:
-        agg = checked.agg(
-            F.count("*").alias("read"), F.max("updated_at").alias("wm_to"),
-            F.sum(F.col("__reason").isNotNull().cast("long")).alias("bad"),
-            F.countDistinct(F.when(F.col("__reason").isNull(), F.col(entity.key))).alias("good_keys"),
-        ).first()
-        n_read = int(agg.read)
-        if n_read == 0:
-            return BatchResult(bronze.name, None, 0, 0, 0)
-        wm_to, n_quarantined = agg.wm_to, int(agg.bad or 0)
-        n_good = n_read - n_quarantined
-        n_superseded = n_good - int(agg.good_keys)
-        bid = ops.batch_id(source, entity.name, wm_from or "", wm_to)
-        source_file = f"{source}:{entity.name}"
-        meta = {"_batch_id": F.lit(bid), "_source": F.lit(source),
-                "_ingested_at": F.lit(started).cast("timestamp"), "_source_file": F.lit(source_file)}
-
-        bad = checked.where(F.col("__reason").isNotNull())
-        # the payload keeps every field for the data engineer, identifiers masked: personal data
-        # never leaves the restricted layer unmasked (the source system holds the original)
-        q = quarantine_rows(bad, entity.key, F.split(F.col("__reason"), ":").getItem(0),
-                            F.col("__reason"), payload_columns=raw.columns).withColumns(meta)
-
-        # a slice can hold several versions of a row: the latest wins, the others are superseded
-        good = checked.where(F.col("__reason").isNull()).drop("__reason")
-        latest = Window.partitionBy(entity.key).orderBy(F.col("updated_at").desc())
-        deduped = good.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
-        loaded = delta.with_row_hash(deduped.withColumns(meta))
-
-        stats = delta.upsert(spark, loaded, bronze, lake_root, check_unique=False)
-        if n_quarantined:
-            delta.upsert(spark, q, quarantine, lake_root)
-        record = ops.BatchRecord(
-            batch_id=bid, source=source, entity=entity.name, target_table=bronze.name,
-            watermark_from=wm_from, watermark_to=wm_to, rows_read=n_read, rows_loaded=n_good,
-            rows_quarantined=n_quarantined, rows_inserted=stats.inserted, rows_updated=stats.updated,
-            rows_unchanged=stats.unchanged, rows_superseded_in_batch=n_superseded,
-            status="succeeded", started_at=started, finished_at=dt.datetime.now())
-        current = wm_from if not full else ops.get_watermark(spark, lake_root, source, entity.name)
-        result = BatchResult(bronze.name, bid, n_read, n_good, n_quarantined, stats.inserted,
-                             stats.updated, record, max(wm_to, current or ""))
-        if record_ops:
-            _record_ops(spark, lake_root, source, [result])
-        return result
-    finally:
-        checked.unpersist()
+           .option("dbtable", f"(SELECT * FROM {entity.name} WHERE {' AND '.join(conds)}) src")
+           .option("fetchsize", "10000").load())
+    checked = raw.withColumn(REASON, reject_reason(raw, entity))
+    bid = ops.batch_id(SOURCE, entity.name, wm_from or "", hi)
+    result = load_batch(spark, lake_root, checked, source=SOURCE, entity=entity.name, keys=entity.key,
+                        batch_id=bid, source_file=f"{SOURCE}:{entity.name}", watermark_from=wm_from,
+                        started=now)
+    # quarantined rows move the watermark too: they were read, and are kept in quarantine
+    result.watermark = hi
+    return result
 
 
-def ingest_all(spark, lake_root: str, source_db_url: str, *, full: bool = False,
+def ingest(spark, settings, *, until=None, full: bool = False,
+           progress: Callable[[str], None] | None = None) -> list[BatchResult]:
+    """Ingest every table of the regional source, parents first; then the batch records and,
+    last, the watermarks (never moved backwards by a full re-read)."""
+    return ingest_all(spark, settings.lake_root, settings.source_db_url, until=until, full=full,
+                      progress=progress)
+
+
+def ingest_all(spark, lake_root: str, source_db_url: str, *, until=None, full: bool = False,
                progress: Callable[[str], None] | None = None) -> list[BatchResult]:
-    """Ingest every entity of the regional source, parents first."""
-    results = []
-    for entity in ENTITIES:
+    marks_before = ops.get_watermarks(spark, lake_root, SOURCE)
+    slices = {e.name: _slice_conditions(None if full else marks_before.get(e.name), until) for e in entities()}
+    probes = changed_tables(spark, source_db_url, slices)
+    results, marks = [], []
+    for entity in entities():
         if progress:
             progress(entity.name)
-        results.append(ingest_entity(spark, lake_root, source_db_url, entity, full=full, record_ops=False))
-    _record_ops(spark, lake_root, SOURCE, results)
+        r = ingest_entity(spark, lake_root, source_db_url, entity, full=full, until=until,
+                          probe=probes[entity.name], watermark=marks_before.get(entity.name))
+        results.append(r)
+        if r.batch_id:
+            current = marks_before.get(entity.name)
+            marks.append((SOURCE, entity.name, max(r.watermark, current or ""), r.batch_id))
+    record_ops(spark, lake_root, results, marks)
     return results

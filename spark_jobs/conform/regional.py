@@ -89,6 +89,9 @@ def conform_persons(bronze_residents, key: bytes):
 
     r = _live(bronze_residents)
     norm = F.upper(F.trim(F.col("id_card_no")))
+    # without an ID-card number there is no deterministic identity yet: such residents stay
+    # unresolved (their records are quarantined as unresolved_person) until the EMPI matches them
+    r = r.where(F.col("id_card_no").isNotNull() & (F.trim(F.col("id_card_no")) != ""))
     r = r.withColumn("person_id", spark_person_id(norm, key))
     xref = delta.with_row_hash(r.select(
         F.lit(SOURCE).alias("source"), F.col("resident_id").alias("source_record_id"),
@@ -112,7 +115,7 @@ def _attach_person(df, xref):
     unresolved = quarantine_rows(
         joined.where(F.col("person_id").isNull()), df.columns[0], F.lit("unresolved_person"),
         F.concat(F.lit("resident_id "), F.col("resident_id"),
-                 F.lit(" has no valid identity (see quarantine.regional__residents)")),
+                 F.lit(" has no valid ID-card number (missing, or see quarantine.regional__residents)")),
         payload_columns=[c for c in df.columns if not c.startswith("_")],
     ).withColumn("_source", F.lit(SOURCE))
     return joined.where(F.col("person_id").isNotNull()), unresolved

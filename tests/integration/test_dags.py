@@ -22,42 +22,52 @@ import pytest
 
 from lakehouse import pipeline
 from lakehouse.settings import REPO_ROOT, load_settings
+from ingest.connectors.sources import SOURCE_KINDS
 from lakehouse.tables import LAYERS
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 ENV_SH = REPO_ROOT / "infra" / "airflow" / "env.sh"
 POOLS_FILE = REPO_ROOT / "infra" / "airflow" / "pools.json"
 DAG_ID = "jiceng_thin_slice"
-# simulate fills the source system; it is not a step of the daily DAG
-DAG_STEPS = [step for step in pipeline.STEPS if step != "simulate"]
+# simulate builds the sources; ingestion has a DAG per source kind (jiceng_ingest.py)
+DAG_STEPS = [step for step in pipeline.STEPS if step not in ("simulate", "ingest")]
 # variables that would point a run at a real lake or database instead of the temporary JL_HOME
 _LOCATION_VARIABLES = ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG")
 
-# Runs one DAG with dag.test() and prints each task's state and summary (XCom) as JSON.
-# argv: dag_id.
-_RUN_DAG = r"""
-import json, os, sys
+# Runs DAGs with dag.test(), one after another in this one process (as a backfill would, day by
+# day), and prints each run's state and each task's state and summary (XCom) as JSON lines.
+# argv: JSON list of [dag_id, logical_date or null].
+_RUN_DAGS = r"""
+import datetime as dt, json, os, sys
 
-dag_id = sys.argv[1]
+runs = json.loads(sys.argv[1])
 dags_folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
 sys.path.insert(0, dags_folder)  # as Airflow does for the dags-folder bundle
+import pendulum
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=dags_folder)
 if bag.import_errors:
     sys.exit(f"import errors: {bag.import_errors}")
-dag = bag.dags[dag_id]
-for task in dag.tasks:
-    task.retries = 0  # dag.test() honours retry_delay: fail now, not after the retries
-run = dag.test()
-result = {
-    "state": str(run.state),
-    "tasks": {
-        ti.task_id: {"state": str(ti.state), "summary": ti.xcom_pull(task_ids=ti.task_id)}
-        for ti in run.get_task_instances()
-    },
-}
-print("DAG_TEST_RESULT " + json.dumps(result, default=str))
+for dag_id, logical_date in runs:
+    dag = bag.dags[dag_id]
+    for task in dag.tasks:
+        task.retries = 0  # dag.test() honours retry_delay: fail now, not after the retries
+    kwargs = {}
+    if logical_date:
+        kwargs["logical_date"] = pendulum.parse(logical_date, tz="Asia/Shanghai")
+    run = dag.test(**kwargs)
+    result = {
+        "dag_id": dag_id, "logical_date": logical_date, "state": str(run.state),
+        "data_interval_end": str(run.data_interval_end),
+        "tasks": {
+            ti.task_id: {"state": str(ti.state), "summary": ti.xcom_pull(task_ids=ti.task_id)}
+            for ti in run.get_task_instances()
+        },
+    }
+    print("DAG_TEST_RESULT " + json.dumps(result, default=str), flush=True)
+    if result["state"] != "success":
+        sys.exit(1)
 """
 
 
@@ -76,14 +86,15 @@ def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.Com
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
 
 
-def _dag_test(env: dict[str, str], timeout: float) -> dict:
-    done = _run([sys.executable, "-c", _RUN_DAG, DAG_ID], env, timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
-    assert done.returncode == 0 and lines, (
-        f"dag.test() of {DAG_ID} did not finish (exit {done.returncode}):\n"
+def _dag_tests(env: dict[str, str], runs: list[tuple[str, str | None]], timeout: float) -> list[dict]:
+    done = _run([sys.executable, "-c", _RUN_DAGS, json.dumps(runs)], env, timeout)
+    results = [json.loads(line.removeprefix("DAG_TEST_RESULT "))
+               for line in done.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
+    assert done.returncode == 0 and len(results) == len(runs), (
+        f"dag.test() runs did not all finish (exit {done.returncode}, {len(results)} of {len(runs)}):\n"
         f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     )
-    return json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +146,7 @@ def test_environment_keeps_airflow_and_lake_in_jl_home(airflow_env):
 
 def test_dag_wires_every_pipeline_step_in_order(dag):
     assert sorted(dag.task_ids) == sorted(DAG_STEPS)
-    in_line = ["ingest", "validate_bronze", "conform", "compute_indicators", "build_gold", "export_serving"]
+    in_line = ["validate_bronze", "conform", "compute_indicators", "build_gold", "export_serving"]
     for upstream, downstream in zip(in_line, in_line[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     for last in ("build_reports", "provision_dashboards"):
@@ -161,20 +172,67 @@ def test_lake_assets_are_named_like_the_table_catalogue(dag):
         assert asset.name.split(".")[0] in LAYERS, f"{asset.name}: not a layer of lakehouse.tables"
 
 
+INGEST_DAGS = [f"jiceng_ingest_{kind}" for kind in SOURCE_KINDS]
+
+
+def test_every_source_kind_has_a_daily_ingest_dag_with_data_intervals(airflow_env):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    bag = DagBag(dag_folder=DAGS_FOLDER)
+    assert bag.import_errors == {}
+    assert {d for d in bag.dag_ids if d.startswith("jiceng_ingest_")} == set(INGEST_DAGS)
+    for dag_id in INGEST_DAGS:
+        d = bag.dags[dag_id]
+        assert isinstance(d.timetable, CronDataIntervalTimetable), f"{dag_id}: runs need a data interval"
+        (t,) = d.tasks
+        assert t.retries >= 1 and _body_lines(t.python_callable) <= 3
+        kind = dag_id.removeprefix("jiceng_ingest_")
+        assert {a.name for a in t.outlets} >= {f"bronze.{kind}", f"quarantine.{kind}", "ops.ingest_batches"}
+    thin = bag.dags[DAG_ID]
+    scheduled_on = {a.name for a in thin.timetable.asset_condition.objects}
+    assert scheduled_on == {"bronze.regional", "bronze.legacy", "bronze.fhir"}
+
+
 @pytest.mark.e2e
-def test_dag_test_builds_the_lake_and_serving_db(airflow_db):
-    """The whole thin slice through Airflow on a 300-resident city: Spark, GX, dbt, DuckDB."""
-    simulate = "from lakehouse.pipeline import simulate; simulate(residents=300)"
-    done = _run([sys.executable, "-c", simulate], airflow_db, timeout=600)
+def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
+    """Three past days of every source through dag.test(), a day run twice, then the thin slice
+    on a 300-resident city: Spark, GX, dbt, DuckDB, all for real."""
+    simulate = ("from lakehouse.pipeline import simulate; "
+                "simulate(residents=300, counties=2, townships_per_county=3, start='2025-12-22', days=4)")
+    done = _run([sys.executable, "-c", simulate], airflow_db, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    result = _dag_test(airflow_db, timeout=3600)
+    days = ["2025-12-21", "2025-12-22", "2025-12-23"]  # intervals end 12-22, 12-23, 12-24
+    runs = [(dag_id, day) for day in days for dag_id in INGEST_DAGS]
+    runs += [("jiceng_ingest_regional", days[1]), ("jiceng_ingest_legacy", days[1])]  # a day again
+    runs += [(DAG_ID, None)]
+    results = _dag_tests(airflow_db, runs, timeout=3600)
 
-    states = {task_id: task["state"] for task_id, task in result["tasks"].items()}
-    assert states == {step: "success" for step in DAG_STEPS}
-    assert result["state"] == "success"
+    assert all(r["state"] == "success" for r in results)
+    by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-3]}
+    for day, end in zip(days, ["2025-12-22", "2025-12-23", "2025-12-24"]):
+        assert by_run[("jiceng_ingest_regional", day)]["data_interval_end"].startswith(end)
+    for rerun in results[-3:-1]:
+        assert rerun["tasks"]["ingest"]["summary"]["batches"] == [], "a day already loaded loads nothing"
+
     settings = load_settings(airflow_db)
+    from deltalake import DeltaTable
+
+    lake = Path(settings.lake_root)
+    bronze = {p.name for p in (lake / "bronze").iterdir()}
+    for source in ("reference", "regional", "legacy_", "fhir_", "dicom", "ecg"):
+        assert any(name.startswith(source) for name in bronze), f"no bronze table of {source}"
+    marks = DeltaTable(str(lake / "ops" / "watermarks")).to_pandas()
+    assert marks.watermark.max() < "2025-12-24", "the day after the last interval is not loaded"
+    files = DeltaTable(str(lake / "ops" / "landed_files")).to_pandas()
+    assert set(files.delivery_day) - {"0000-00-00"} == {"2025-12-21", "2025-12-22", "2025-12-23"}
+    batches = DeltaTable(str(lake / "ops" / "ingest_batches")).to_pandas()
+    assert (batches.rows_read == batches.rows_loaded + batches.rows_quarantined).all()
+
+    thin = results[-1]
+    assert {t: v["state"] for t, v in thin["tasks"].items()} == {step: "success" for step in DAG_STEPS}
     assert Path(settings.lake_root, "gold").is_dir()
     assert settings.serving_duckdb_path.is_file()
-    report = result["tasks"]["build_reports"]["summary"]
+    report = thin["tasks"]["build_reports"]["summary"]
     assert Path(report["path"]).is_file() and report["townships"] > 0
