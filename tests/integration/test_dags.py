@@ -59,7 +59,7 @@ for dag_id, logical_date in runs:
     run = dag.test(**kwargs)
     result = {
         "dag_id": dag_id, "logical_date": logical_date, "state": str(run.state),
-        "data_interval_end": str(run.data_interval_end),
+        "data_interval_end": run.data_interval_end.astimezone(pendulum.timezone("Asia/Shanghai")).isoformat(),
         "tasks": {
             ti.task_id: {"state": str(ti.state), "summary": ti.xcom_pull(task_ids=ti.task_id)}
             for ti in run.get_task_instances()
@@ -203,16 +203,17 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     done = _run([sys.executable, "-c", simulate], airflow_db, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    days = ["2025-12-21", "2025-12-22", "2025-12-23"]  # intervals end 12-22, 12-23, 12-24
-    runs = [(dag_id, day) for day in days for dag_id in INGEST_DAGS]
-    runs += [("jiceng_ingest_regional", days[1]), ("jiceng_ingest_legacy", days[1])]  # a day again
+    # a manual run at midnight of day D covers the day before it: [D-1 00:00, D 00:00) China time
+    run_at = ["2025-12-22", "2025-12-23", "2025-12-24"]
+    runs = [(dag_id, day) for day in run_at for dag_id in INGEST_DAGS]
+    runs += [("jiceng_ingest_regional", run_at[1]), ("jiceng_ingest_legacy", run_at[1])]  # a day again
     runs += [(DAG_ID, None)]
     results = _dag_tests(airflow_db, runs, timeout=3600)
 
     assert all(r["state"] == "success" for r in results)
     by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-3]}
-    for day, end in zip(days, ["2025-12-22", "2025-12-23", "2025-12-24"]):
-        assert by_run[("jiceng_ingest_regional", day)]["data_interval_end"].startswith(end)
+    for day in run_at:
+        assert by_run[("jiceng_ingest_regional", day)]["data_interval_end"].startswith(f"{day}T00:00:00")
     for rerun in results[-3:-1]:
         assert rerun["tasks"]["ingest"]["summary"]["batches"] == [], "a day already loaded loads nothing"
 
