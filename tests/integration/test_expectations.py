@@ -52,12 +52,19 @@ def id_card(area: str, birth_date: str, sequence: int) -> str:
 
 
 def bronze_df(spark, table: str, rows: list[tuple]):
-    """A bronze DataFrame of ``table``: ``rows`` are the source columns before the audit ones."""
+    """A bronze DataFrame of ``table``: ``rows`` are the source columns before the audit ones;
+    the source system's other columns (which no check here is about) are NULL."""
+    from pyspark.sql import functions as F
+
+    from ingest.simulator import source_schema
+
     full = [
         (*row, *AUDIT, "batch-0001", "regional", _INGESTED_AT, "regional/extract-0001", f"h{i}")
         for i, row in enumerate(rows)
     ]
-    return spark.createDataFrame(full, f"{SCHEMAS[table]}, {AUDIT_SCHEMA}, {METADATA_SCHEMA}")
+    df = spark.createDataFrame(full, f"{SCHEMAS[table]}, {AUDIT_SCHEMA}, {METADATA_SCHEMA}")
+    source = source_schema.metadata.tables[table.split("__", 1)[1]]
+    return df.withColumns({c.name: F.lit(None).cast("string") for c in source.columns if c.name not in df.columns})
 
 
 def resident(i: int, sex: str = "1", birth_date: str = "1960-03-15") -> tuple:
