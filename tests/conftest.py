@@ -1,10 +1,16 @@
 """Shared fixtures. The whole test session runs in CI mode against a temporary JL_HOME, so no test
 ever touches the developer's var/ folder, and it shares one local Spark session (local[2], UI off,
-in-memory catalogue), as Delta's own test base class does."""
+in-memory catalogue), as Delta's own test base class does.
+
+One session lives for the whole run (about 120 tests, hundreds of Delta tables in temporary
+homes), so its driver gets 4 GB and every test module ends by dropping Delta's table-state cache:
+otherwise snapshots of tables no later test reads pile up in the heap until a broadcast join
+(Delta MERGE) fails for lack of memory late in the run."""
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,7 +18,7 @@ import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="jiceng-test-"))
 os.environ.update(JL_ENV="CI", JL_HOME=str(_SESSION_HOME), GX_ANALYTICS_ENABLED="false",
-                  DBT_SEND_ANONYMOUS_USAGE_STATS="false", SPARK_DRIVER_MEMORY="2g")
+                  DBT_SEND_ANONYMOUS_USAGE_STATS="false", SPARK_DRIVER_MEMORY="4g")
 for _var in ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG"):
     os.environ.pop(_var, None)
 
@@ -48,3 +54,20 @@ def settings_for(tmp_path):
         return load_settings({**os.environ, "JL_HOME": str(home), **extra})
 
     return make
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_spark_state_after_module():
+    """Drop cached Delta snapshots and cached DataFrames of the module that just ran.
+
+    Does nothing when no Spark session was started (unit tests never start one)."""
+    yield
+    if "pyspark.sql" not in sys.modules:
+        return
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        return
+    active.catalog.clearCache()
+    active._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()

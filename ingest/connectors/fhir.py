@@ -22,7 +22,7 @@ in order Patient, Encounter, Condition, MedicationRequest, Observation, then del
   manifest does not list as ``not_in_manifest``; a day without a readable manifest is loaded by
   the file-name convention, with the manifest recorded as ``missing_manifest`` / ``invalid_manifest``.
 
-Loading goes through :func:`ingest.connectors.legacy_csv.load_file_batch` (one batch per file and
+Loading goes through :func:`ingest.connectors.common.load_file_batch` (one batch per file and
 entity; an older version never replaces a newer one in bronze); batches, then files, are recorded
 last, once per run.
 
@@ -48,8 +48,6 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from ingest.connectors import common
-from ingest.connectors.legacy_csv import (STATUS_QUARANTINED, STATUS_SKIPPED, add_line_numbers, files_to_load,
-                                          landed_row, load_file_batch, quarantine_file)
 from lakehouse import ops
 from lakehouse.idcard import spark_invalid_reason
 from lakehouse.landing import DeliveredFile, land, record_files, sha256_of
@@ -259,7 +257,7 @@ def read_resources(spark, landed: Path, resource: Resource, rel_path: str):
     ``__reason``) of one ``<Type>.ndjson`` landing copy."""
     from pyspark.sql import functions as F
 
-    lines = add_line_numbers(spark.read.text(str(landed)))
+    lines = common.add_line_numbers(spark.read.text(str(landed)))
     lines = lines.where(F.trim("value") != "")        # a blank line is not a record
     raw = F.trim(F.col("value"))
     r = F.from_json(F.col("value"), SCHEMAS[resource.type])
@@ -305,7 +303,7 @@ def read_deletions(spark, landed: Path, rel_path: str, transaction_time: str | N
     ``transactionTime``, else the Bundle's own time, else ``fallback_time`` (the delivery day's end)."""
     from pyspark.sql import functions as F
 
-    lines = add_line_numbers(spark.read.text(str(landed))).where(F.trim("value") != "")
+    lines = common.add_line_numbers(spark.read.text(str(landed))).where(F.trim("value") != "")
     raw = F.trim(F.col("value"))
     b = F.from_json(F.col("value"), BUNDLE_SCHEMA)
     df = lines.select("__line", raw.alias("__raw"), b.alias("b"),
@@ -387,7 +385,7 @@ def _conventional_manifest(day_dir: Path) -> dict:
 def ingest(spark, settings, *, until=None, full: bool = False, source: str = SOURCE) -> list[common.BatchResult]:
     """Load the FHIR bulk exports delivered before ``until`` that are not loaded yet (every one with
     ``full``), day by day. Returns the batches."""
-    files = files_to_load(spark, settings, source, until=until, full=full)
+    files = common.files_to_load(spark, settings, source, until=until, full=full)
     by_day: dict[str, dict[str, DeliveredFile]] = {}
     for f in files:
         by_day.setdefault(f.delivery_day, {})[f.rel_path] = f
@@ -427,11 +425,11 @@ def _ingest_day(spark, settings, source: str, day: str, pending: dict[str, Deliv
         landed_manifest, manifest, problem = None, None, "missing_manifest"
     if problem:
         f = manifest_file or _missing(source, day, MANIFEST)
-        quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
-        rows.append(landed_row(f, landed_manifest, "manifest", status=STATUS_QUARANTINED, reason=problem))
+        common.quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
+        rows.append(common.landed_row(f, landed_manifest, "manifest", status=common.STATUS_QUARANTINED, reason=problem))
         manifest = _conventional_manifest(day_dir)
     elif manifest_pending:
-        rows.append(landed_row(manifest_file, landed_manifest, "manifest"))
+        rows.append(common.landed_row(manifest_file, landed_manifest, "manifest"))
     tx_time = manifest.get("transactionTime")
 
     listed: list[tuple[str, str]] = []       # (type, file name) in load order
@@ -453,43 +451,45 @@ def _ingest_day(spark, settings, source: str, day: str, pending: dict[str, Deliv
         if f is None:
             if not (day_dir / name).is_file():
                 mf = _missing(source, day, name)
-                quarantine_file(spark, lake_root, mf, "missing_file", f"the manifest lists {name}", started=started)
-                rows.append(landed_row(mf, None, _entity_of(type_), status=STATUS_QUARANTINED, reason="missing_file"))
+                common.quarantine_file(spark, lake_root, mf, "missing_file", f"the manifest lists {name}",
+                                       started=started)
+                rows.append(common.landed_row(mf, None, _entity_of(type_), status=common.STATUS_QUARANTINED,
+                                              reason="missing_file"))
             continue       # delivered and already loaded
         landed = land(f, settings.landing_root)
         if f.size_bytes == 0:      # nothing of this type changed that day: no Spark job for it
-            rows.append(landed_row(f, landed, DELETED_ENTITY if type_ == "__deleted__" else _entity_of(type_)))
+            rows.append(common.landed_row(f, landed, DELETED_ENTITY if type_ == "__deleted__" else _entity_of(type_)))
             continue
         if type_ == "__deleted__":
             batches = read_deletions(spark, landed, f.rel_path, tx_time, f"{day} 23:59:59")
             file_results = []
             for entity, checked in batches.items():
                 keys = ("record_key",) if entity == DELETED_ENTITY else (_resource_of(entity).key,)
-                file_results.append(load_file_batch(
+                file_results.append(common.load_file_batch(
                     spark, lake_root, checked, source=source, entity=entity, keys=keys,
                     batch_id=ops.batch_id(source, entity, f.rel_path, f.sha256), source_file=f.rel_path,
                     delivery_day=day, started=started))
             file_results = [r for r in file_results if r.rows_read]
             results += file_results
-            rows.append(landed_row(f, landed, DELETED_ENTITY, file_results))
+            rows.append(common.landed_row(f, landed, DELETED_ENTITY, file_results))
         elif type_ in BY_TYPE:
             res = BY_TYPE[type_]
             checked = read_resources(spark, landed, res, f.rel_path)
-            r = load_file_batch(spark, lake_root, checked, source=source, entity=res.entity, keys=(res.key,),
-                                batch_id=ops.batch_id(source, res.entity, f.rel_path, f.sha256),
-                                source_file=f.rel_path, delivery_day=day, started=started)
+            r = common.load_file_batch(spark, lake_root, checked, source=source, entity=res.entity, keys=(res.key,),
+                                       batch_id=ops.batch_id(source, res.entity, f.rel_path, f.sha256),
+                                       source_file=f.rel_path, delivery_day=day, started=started)
             results.append(r)
-            rows.append(landed_row(f, landed, res.entity, [r]))
+            rows.append(common.landed_row(f, landed, res.entity, [r]))
         else:
-            rows.append(landed_row(f, landed, None, status=STATUS_SKIPPED,
-                                   reason=f"unsupported_resource_type:{type_}"))
+            rows.append(common.landed_row(f, landed, None, status=common.STATUS_SKIPPED,
+                                          reason=f"unsupported_resource_type:{type_}"))
     for f in pending.values():        # delivered, but not in the manifest
         landed = land(f, settings.landing_root)
         if f.rel_path.lower().endswith(".ndjson"):
-            quarantine_file(spark, lake_root, f, "not_in_manifest", started=started)
-            rows.append(landed_row(f, landed, None, status=STATUS_QUARANTINED, reason="not_in_manifest"))
+            common.quarantine_file(spark, lake_root, f, "not_in_manifest", started=started)
+            rows.append(common.landed_row(f, landed, None, status=common.STATUS_QUARANTINED, reason="not_in_manifest"))
         else:
-            rows.append(landed_row(f, landed, None, status=STATUS_SKIPPED, reason="not_an_export_file"))
+            rows.append(common.landed_row(f, landed, None, status=common.STATUS_SKIPPED, reason="not_an_export_file"))
     return results, rows
 
 

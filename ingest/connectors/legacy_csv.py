@@ -19,7 +19,7 @@ For every delivered file, in delivery-day order (code maps before exports within
    a rejected row without a usable key (blank, or a malformed row whose first field is not a plain
    ASCII token, e.g. the continuation of a line broken inside a value) is quarantined as
    ``<rel_path>#line<n>`` (n = CSV record number + 1, the physical line when no blank lines precede);
-4. load it with :func:`load_file_batch` (``common.load_batch`` plus a guard: a row never replaces
+4. load it with :func:`common.load_file_batch` (``common.load_batch`` plus a guard: a row never replaces
    a newer version of itself already in bronze, so a re-delivered or reloaded older file cannot
    undo a later correction); record the batches, then, last, the files (``ops.landed_files``),
    once per run.
@@ -27,16 +27,10 @@ For every delivered file, in delivery-day order (code maps before exports within
 A file that cannot be read as the contract says (no header, key or modification-time column
 missing, unknown file name) is recorded with status ``quarantined`` in ``ops.landed_files`` and in
 ``quarantine.<source>__files``.
-
-The file-connector helpers in the second half of this module (:func:`files_to_load`,
-:func:`load_file_batch`, :func:`quarantine_file`, :func:`landed_row`, :func:`add_line_numbers`)
-are shared with ``fhir.py`` and ``reference.py``; they belong in ``common.py`` eventually.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,17 +38,12 @@ from pathlib import Path
 from ingest.connectors import common
 from lakehouse import delta, ops
 from lakehouse.idcard import spark_invalid_reason
-from lakehouse.landing import DeliveredFile, delivered_files, land, pending_files, record_files
-from lakehouse.tables import BRONZE_META_COLUMNS
+from lakehouse.landing import DeliveredFile, land, record_files
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 SOURCE_PREFIX = "legacy_"
-CORRUPT = "_corrupt_record"
 TS_OUT = "yyyy-MM-dd HH:mm:ss"
 DATE_OUT = "yyyy-MM-dd"
-_BAD_NAME_CHARS = re.compile(r"[\s,;{}()=.`]+")
-
-STATUS_LOADED, STATUS_QUARANTINED, STATUS_SKIPPED = "loaded", "quarantined", "skipped"
 
 
 class ContractError(ValueError):
@@ -188,7 +177,7 @@ def ingest(spark, settings, *, system: str | None = None, until=None, full: bool
 
 
 def ingest_contract(spark, settings, contract: Contract, *, until=None, full: bool = False) -> list[common.BatchResult]:
-    files = files_to_load(spark, settings, contract.source, until=until, full=full, suffixes=(".csv",))
+    files = common.files_to_load(spark, settings, contract.source, until=until, full=full, suffixes=(".csv",))
     by_day: dict[str, list[DeliveredFile]] = {}
     for f in files:
         by_day.setdefault(f.delivery_day, []).append(f)
@@ -218,21 +207,21 @@ def _ingest_file(spark, settings, contract: Contract, f: DeliveredFile):
     feed = contract.feed_for(Path(f.rel_path).name)
     landed = land(f, settings.landing_root)
     if feed is None:
-        quarantine_file(spark, lake_root, f, "unknown_file", f"no export in the contract matches {Path(f.rel_path).name}",
-                        started=started)
-        return None, landed_row(f, landed, None, status=STATUS_QUARANTINED, reason="unknown_file")
+        common.quarantine_file(spark, lake_root, f, "unknown_file",
+                               f"no export in the contract matches {Path(f.rel_path).name}", started=started)
+        return None, common.landed_row(f, landed, None, status=common.STATUS_QUARANTINED, reason="unknown_file")
     if _header_only(landed, contract, feed):   # a day without changes: no Spark job for it
-        return None, landed_row(f, landed, feed.entity)
+        return None, common.landed_row(f, landed, feed.entity)
     checked, problem = read_export(spark, lake_root, contract, feed, f, landed)
     if problem:
-        quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
-        return None, landed_row(f, landed, feed.entity, status=STATUS_QUARANTINED, reason=problem)
+        common.quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
+        return None, common.landed_row(f, landed, feed.entity, status=common.STATUS_QUARANTINED, reason=problem)
     bid = ops.batch_id(contract.source, feed.entity, f.rel_path, f.sha256)
-    result = load_file_batch(
+    result = common.load_file_batch(
         spark, lake_root, checked, source=contract.source, entity=feed.entity, keys=(feed.key,), batch_id=bid,
         source_file=f.rel_path, delivery_day=f.delivery_day,
         order_by="updated_at" if feed.updated_at else None, started=started)
-    return result, landed_row(f, landed, feed.entity, [result])
+    return result, common.landed_row(f, landed, feed.entity, [result])
 
 
 def _header_only(landed: Path, contract: Contract, feed: Feed) -> bool:
@@ -255,11 +244,6 @@ def _header_only(landed: Path, contract: Contract, feed: Feed) -> bool:
     return all(c in header for c in required)
 
 
-def _sanitise(name: str) -> str:
-    s = _BAD_NAME_CHARS.sub("_", name.strip()).strip("_")
-    return s or "unnamed"
-
-
 def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: DeliveredFile, landed: Path):
     """``(checked DataFrame, None)`` for a readable file, ``(None, reason)`` for one that is not."""
     from pyspark.sql import functions as F
@@ -277,19 +261,19 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
         return None, "missing_columns:" + ",".join(missing)
 
     schema = T.StructType([T.StructField(h, T.StringType()) for h in header]
-                          + [T.StructField(CORRUPT, T.StringType())])
-    raw = (reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+                          + [T.StructField(common.CORRUPT, T.StringType())])
+    raw = (reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", common.CORRUPT)
            .schema(schema).csv(str(landed)))
-    raw = add_line_numbers(raw, first_line=2)          # line 1 is the header
+    raw = common.add_line_numbers(raw, first_line=2)          # line 1 is the header
     bad_bytes = F.concat_ws("", *[F.coalesce(F.col(f"`{h}`"), F.lit("")) for h in header],
-                            F.coalesce(F.col(CORRUPT), F.lit(""))).contains("\ufffd")
+                            F.coalesce(F.col(common.CORRUPT), F.lit(""))).contains("\ufffd")
 
     special = {feed.updated_at.column if feed.updated_at else None: "__upd_raw",
                feed.created_at.column if feed.created_at else None: "__crt_raw",
                contract.void_column: "__void_raw"}
     special.pop(None, None)
     standard = list(dict.fromkeys(feed.columns.values()))
-    taken = set(standard) | {"updated_at", "created_at", "is_deleted", "__line", CORRUPT}
+    taken = set(standard) | {"updated_at", "created_at", "is_deleted", "__line", common.CORRUPT}
     taken |= {f"{c}_icd10" for c in feed.code_columns}
     cols, drift = [], []
     for h in header:
@@ -299,7 +283,7 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
         elif name in special:
             cols.append(F.col(f"`{h}`").alias(special[name]))
         else:                                     # schema drift: keep under the sanitised header
-            s = base = _sanitise(name)
+            s = base = common.sanitise_name(name)
             n = 1
             while s in taken:
                 n += 1
@@ -311,7 +295,7 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
     present |= {special[h.strip()] for h in header if h.strip() in special}
     cols += [F.lit(None).cast("string").alias(c)
              for c in [*standard, "__upd_raw", "__crt_raw", "__void_raw"] if c not in present]
-    df = raw.select(*cols, F.col(CORRUPT), F.col("__line"), bad_bytes.alias("__bad_bytes"))
+    df = raw.select(*cols, F.col(common.CORRUPT), F.col("__line"), bad_bytes.alias("__bad_bytes"))
 
     def blank(c):
         return c.isNull() | (F.trim(c) == "")
@@ -322,7 +306,7 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
         if feed.created_at else F.lit(None).cast("string")
     parsed_dates = {c: F.date_format(F.try_to_date(F.col(c), fmt), DATE_OUT) for c, fmt in feed.dates.items()}
     line = F.concat(F.lit("line"), F.col("__line").cast("string"))
-    checks = [(F.col(CORRUPT).isNotNull(), F.concat(F.lit("malformed_row:"), line)),
+    checks = [(F.col(common.CORRUPT).isNotNull(), F.concat(F.lit("malformed_row:"), line)),
               (F.col("__bad_bytes"), F.concat(F.lit("bad_encoding:"), line)),
               (blank(F.col(feed.key)), F.lit("missing_key"))]
     if feed.updated_at:
@@ -350,11 +334,11 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
         # field may be the tail of a broken line ("续…"), so only a plain token counts as a key there
         feed.key: F.when(F.col(common.REASON).isNotNull()
                          & (blank(F.col(feed.key))
-                            | (F.col(CORRUPT).isNotNull() & ~F.col(feed.key).rlike(r"^[\x21-\x7E]+$"))),
+                            | (F.col(common.CORRUPT).isNotNull() & ~F.col(feed.key).rlike(r"^[\x21-\x7E]+$"))),
                          F.concat(F.lit(f"{f.rel_path}#"), line)).otherwise(F.col(feed.key)),
     })
     if not feed.updated_at:   # no version order: the first of several rows with one key wins
-        out = mark_duplicates(out, (feed.key,))
+        out = common.mark_duplicates(out, (feed.key,))
     for c, map_name in feed.code_columns.items():
         out = _lookup_code(spark, lake_root, contract, contract.code_map(map_name), out, c)
     ordered = ([feed.key] + [c for c in standard if c != feed.key]
@@ -394,144 +378,3 @@ def _lookup_code(spark, lake_root: str, contract: Contract, code_map: Feed, df, 
         m = m.where("is_deleted = 0")
     m = m.select(F.col(code_map.key).alias("__code"), F.col(value).alias(target))
     return (df.join(F.broadcast(m), F.col(column) == F.col("__code"), "left").drop("__code"))
-
-
-# ---- shared file-connector helpers (candidates for common.py) ----------------------------------
-
-def files_to_load(spark, settings, source: str, *, until=None, full: bool = False,
-                  suffixes: tuple[str, ...] | None = None) -> list[DeliveredFile]:
-    """The files of ``source`` to load now: the pending ones, or every delivered one with ``full``."""
-    if full:
-        return delivered_files(settings.dropzone_root, source, until, suffixes)
-    return pending_files(spark, settings.lake_root, settings.dropzone_root, source, until, suffixes)
-
-
-def add_line_numbers(df, first_line: int = 1, column: str = "__line"):
-    """``df`` (one file read in order) plus its 1-based line number in ``column``. Exact for line
-    readers; for the CSV reader it is the record number + 1, exact when no blank lines or quoted
-    line breaks precede the row."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    df = df.withColumn("__mid", F.monotonically_increasing_id())
-    return (df.withColumn(column, F.row_number().over(Window.orderBy("__mid")) + F.lit(first_line - 1))
-            .drop("__mid"))
-
-
-def mark_duplicates(df, keys: tuple[str, ...], line: str = "__line"):
-    """Good rows whose key already occurred on an earlier line get reason ``duplicate_key``."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    good = F.col(common.REASON).isNull()
-    rank = F.row_number().over(Window.partitionBy(good, *keys).orderBy(line))
-    return df.withColumn(common.REASON, F.when(good & (rank > 1), F.lit("duplicate_key")).otherwise(F.col(common.REASON)))
-
-
-def landed_row(f: DeliveredFile, landed: Path | None, entity: str | None,
-               results: list[common.BatchResult] | None = None, *, status: str = STATUS_LOADED,
-               reason: str | None = None) -> dict:
-    """An ``ops.landed_files`` row for ``f`` and the batches loaded from it."""
-    results = [r for r in (results or []) if r is not None]
-    ids = [r.batch_id for r in results if r.batch_id]
-    return {"source": f.source, "rel_path": f.rel_path, "sha256": f.sha256, "delivery_day": f.delivery_day,
-            "size_bytes": f.size_bytes, "landing_path": str(landed) if landed else None, "entity": entity,
-            "batch_id": ",".join(ids) if ids else None,
-            "rows_read": sum(r.rows_read for r in results), "rows_loaded": sum(r.rows_loaded for r in results),
-            "rows_quarantined": sum(r.rows_quarantined for r in results), "status": status, "reason": reason}
-
-
-def quarantine_file(spark, lake_root: str, f: DeliveredFile, reason_code: str, detail: str | None = None, *,
-                    started: dt.datetime | None = None) -> None:
-    """One row in ``quarantine.<source>__files`` for a file that could not be loaded at all."""
-    from pyspark.sql import functions as F
-
-    spec = common.quarantine_table(f.source, "files")
-    payload = json.dumps({"rel_path": f.rel_path, "sha256": f.sha256, "delivery_day": f.delivery_day,
-                          "size_bytes": f.size_bytes}, sort_keys=True)
-    row = [(f.rel_path, reason_code, detail or reason_code, payload)]
-    df = spark.createDataFrame(row, "record_key STRING, reason_code STRING, reason_detail STRING, raw_payload STRING")
-    df = df.withColumns({
-        "_row_hash": F.sha2("raw_payload", 256),
-        "_batch_id": F.lit(ops.batch_id(f.source, "files", f.rel_path, f.sha256)),
-        "_source": F.lit(f.source), "_ingested_at": F.lit(started or dt.datetime.now()).cast("timestamp"),
-        "_source_file": F.lit(f.rel_path)})
-    delta.upsert(spark, df.select(*spec.columns), spec, lake_root)
-
-
-def _align_to_table(df, target):
-    """``df`` plus the columns ``target`` has and ``df`` lacks, as typed NULLs (a MERGE's UPDATE SET *
-    needs every target column in the source)."""
-    from pyspark.sql import functions as F
-
-    skip = set(df.columns) | set(BRONZE_META_COLUMNS)
-    extra = {f.name: F.lit(None).cast(f.dataType) for f in target.schema.fields if f.name not in skip}
-    return df.withColumns(extra) if extra else df
-
-
-def load_file_batch(spark, lake_root: str, checked, *, source: str, entity: str, keys: tuple[str, ...],
-                    batch_id: str, source_file: str, delivery_day: str, order_by: str | None = "updated_at",
-                    started: dt.datetime | None = None, guard: bool = True) -> common.BatchResult:
-    """:func:`common.load_batch` for one delivered file, with a newest-version guard.
-
-    A good row is not written when bronze already holds the same key with a later ``order_by``
-    value, or the same value from a later delivery day, or a version written by this very batch
-    (a rerun): so reloading an older file (``full=True``, a re-delivery) never undoes a later
-    correction or deletion, and a rerun rewrites nothing. Those rows still count as read and
-    loaded (``rows_unchanged``); the batch record is computed over the whole file, so it is the
-    same whatever bronze held before."""
-    from pyspark.sql import functions as F
-
-    keys = (keys,) if isinstance(keys, str) else tuple(keys)
-    started = started or dt.datetime.now()
-    bronze = common.bronze_table(source, entity, keys)
-    path = bronze.path(lake_root)
-    reason = F.col(common.REASON)
-    checked = checked.persist()
-    try:
-        aggs = [F.count("*").alias("read"), F.sum(reason.isNotNull().cast("long")).alias("bad"),
-                F.count_distinct(F.when(reason.isNull(), F.struct(*keys))).alias("good_keys")]
-        if order_by == "updated_at":
-            aggs.append(F.max(F.when(reason.isNull(), F.col("updated_at"))).alias("wm_to"))
-        agg = checked.agg(*aggs).first()
-        n_read, n_bad = int(agg.read), int(agg.bad or 0)
-        wm_to = agg.wm_to if order_by == "updated_at" else None
-        to_load = checked
-        if guard and n_read and delta.table_exists(spark, path):
-            current = spark.read.format("delta").option("versionAsOf", delta.table_version(spark, path)).load(path)
-            mine = F.col(order_by) if order_by else F.lit(None).cast("string")
-            theirs = F.col(order_by) if order_by and order_by in current.columns else F.lit(None).cast("string")
-            cur = current.select(*keys, theirs.alias("__b_order"),
-                                 F.regexp_extract("_source_file", r"^(\d{4}-\d{2}-\d{2})/", 1).alias("__b_day"),
-                                 F.col("_batch_id").alias("__b_batch"))
-            joined = checked.join(cur, list(keys), "left")
-            newer = ((F.col("__b_batch") == F.lit(batch_id)) | (F.col("__b_order") > mine)
-                     | (F.col("__b_order").eqNullSafe(mine) & (F.col("__b_day") > F.lit(delivery_day))))
-            skip = reason.isNull() & F.col("__b_batch").isNotNull() & F.coalesce(newer, F.lit(False))
-            to_load = _align_to_table(joined.where(~skip).drop("__b_order", "__b_day", "__b_batch"), current)
-            to_load = to_load.select(*checked.columns, *[c for c in to_load.columns if c not in checked.columns])
-        result = common.load_batch(spark, lake_root, to_load, source=source, entity=entity, keys=keys,
-                                   batch_id=batch_id, source_file=source_file, order_by=order_by,
-                                   watermark_to_column="updated_at" if order_by == "updated_at" else None,
-                                   started=started)
-        if n_read == 0:
-            return result
-        n_good = n_read - n_bad
-        n_skipped = n_good - result.rows_loaded   # good rows whose version bronze already held
-        base = result.record
-        if base is None:   # every row was already in bronze
-            base = ops.BatchRecord(
-                batch_id=batch_id, source=source, entity=entity, target_table=bronze.name, watermark_from=None,
-                watermark_to=wm_to, rows_read=n_read, rows_loaded=n_good, rows_quarantined=n_bad, rows_inserted=0,
-                rows_updated=0, rows_unchanged=0, rows_superseded_in_batch=0, status="succeeded",
-                started_at=started, finished_at=dt.datetime.now())
-        record = dataclasses.replace(
-            base, rows_read=n_read, rows_loaded=n_good, rows_quarantined=n_bad, watermark_to=wm_to,
-            rows_unchanged=base.rows_unchanged + n_skipped,
-            rows_superseded_in_batch=n_good - int(agg.good_keys))
-        out = common.BatchResult(bronze.name, batch_id, n_read, n_good, n_bad, record.rows_inserted,
-                                 record.rows_updated, record, wm_to, source_file)
-        out.new_columns = getattr(result, "new_columns", [])
-        return out
-    finally:
-        checked.unpersist()

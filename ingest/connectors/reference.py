@@ -30,8 +30,6 @@ import datetime as dt
 from pathlib import Path
 
 from ingest.connectors import common
-from ingest.connectors.legacy_csv import (CORRUPT, STATUS_QUARANTINED, add_line_numbers, landed_row, load_file_batch,
-                                          mark_duplicates, quarantine_file, _sanitise)
 from lakehouse import delta, ops
 from lakehouse.landing import DeliveredFile, delivered_files, land, loaded_keys, record_files
 from lakehouse.tables import BRONZE_META_COLUMNS
@@ -80,19 +78,20 @@ def _ingest_file(spark, settings, f: DeliveredFile):
     name = Path(f.rel_path).stem
     keys = TABLES.get(name)
     if keys is None:
-        quarantine_file(spark, lake_root, f, "unknown_reference_table", f"no reference table named {name}",
-                        started=started)
-        return [], landed_row(f, landed, None, status=STATUS_QUARANTINED, reason="unknown_reference_table")
+        common.quarantine_file(spark, lake_root, f, "unknown_reference_table", f"no reference table named {name}",
+                               started=started)
+        return [], common.landed_row(f, landed, None, status=common.STATUS_QUARANTINED,
+                                     reason="unknown_reference_table")
     checked, problem = read_snapshot(spark, landed, keys)
     if problem:
-        quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
-        return [], landed_row(f, landed, name, status=STATUS_QUARANTINED, reason=problem)
+        common.quarantine_file(spark, lake_root, f, problem.split(":")[0], problem, started=started)
+        return [], common.landed_row(f, landed, name, status=common.STATUS_QUARANTINED, reason=problem)
     checked = checked.persist()
     try:
-        snapshot = load_file_batch(spark, lake_root, checked, source=SOURCE, entity=name, keys=keys,
-                                   batch_id=ops.batch_id(SOURCE, name, f.rel_path, f.sha256),
-                                   source_file=f.rel_path, delivery_day=f.delivery_day, order_by=None,
-                                   started=started)
+        snapshot = common.load_file_batch(spark, lake_root, checked, source=SOURCE, entity=name, keys=keys,
+                                          batch_id=ops.batch_id(SOURCE, name, f.rel_path, f.sha256),
+                                          source_file=f.rel_path, delivery_day=f.delivery_day, order_by=None,
+                                          started=started)
         results = [snapshot]
         if snapshot.rows_loaded:
             spec = common.bronze_table(SOURCE, name, keys)
@@ -103,15 +102,15 @@ def _ingest_file(spark, settings, f: DeliveredFile):
             gone = (current.where("is_deleted = 0").join(live, list(keys), "left_anti")
                     .drop(*BRONZE_META_COLUMNS)
                     .withColumns({"is_deleted": F.lit(1), common.REASON: F.lit(None).cast("string")}))
-            retired = load_file_batch(spark, lake_root, gone, source=SOURCE, entity=name, keys=keys,
-                                      batch_id=ops.batch_id(SOURCE, name, f.rel_path, f.sha256, "retired"),
-                                      source_file=f.rel_path, delivery_day=f.delivery_day, order_by=None,
-                                      started=started, guard=False)
+            retired = common.load_file_batch(spark, lake_root, gone, source=SOURCE, entity=name, keys=keys,
+                                             batch_id=ops.batch_id(SOURCE, name, f.rel_path, f.sha256, "retired"),
+                                             source_file=f.rel_path, delivery_day=f.delivery_day, order_by=None,
+                                             started=started, guard=False)
             if retired.rows_read:
                 results.append(retired)
     finally:
         checked.unpersist()
-    return results, landed_row(f, landed, name, [snapshot])
+    return results, common.landed_row(f, landed, name, [snapshot])
 
 
 def read_snapshot(spark, landed: Path, keys: tuple[str, ...]):
@@ -125,7 +124,7 @@ def read_snapshot(spark, landed: Path, keys: tuple[str, ...]):
         return None, "empty_file"
     names, seen = [], set()
     for h in header:
-        s = base = _sanitise(h.lstrip("\ufeff"))
+        s = base = common.sanitise_name(h.lstrip("\ufeff"))
         n = 1
         while s in seen:
             n += 1
@@ -135,20 +134,20 @@ def read_snapshot(spark, landed: Path, keys: tuple[str, ...]):
     missing = [k for k in keys if k not in names]
     if missing:
         return None, "missing_columns:" + ",".join(missing)
-    schema = T.StructType([T.StructField(h, T.StringType()) for h in header] + [T.StructField(CORRUPT, T.StringType())])
-    raw = (reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).schema(schema)
+    schema = T.StructType([T.StructField(h, T.StringType()) for h in header] + [T.StructField(common.CORRUPT, T.StringType())])
+    raw = (reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", common.CORRUPT).schema(schema)
            .csv(str(landed)))
-    raw = add_line_numbers(raw, first_line=2)
-    df = raw.select(*[F.col(f"`{h}`").alias(n) for h, n in zip(header, names)], CORRUPT, "__line")
+    raw = common.add_line_numbers(raw, first_line=2)
+    df = raw.select(*[F.col(f"`{h}`").alias(n) for h, n in zip(header, names)], common.CORRUPT, "__line")
     line = F.concat(F.lit("line"), F.col("__line").cast("string"))
     bad_bytes = F.concat_ws("", *[F.coalesce(F.col(f"`{n}`"), F.lit("")) for n in names],
-                            F.coalesce(F.col(CORRUPT), F.lit(""))).contains("\ufffd")
+                            F.coalesce(F.col(common.CORRUPT), F.lit(""))).contains("\ufffd")
     no_key = None
     for k in keys:
         c = F.col(k).isNull() | (F.trim(F.col(k)) == "")
         no_key = c if no_key is None else no_key | c
-    reason = (F.when(F.col(CORRUPT).isNotNull(), F.concat(F.lit("malformed_row:"), line))
+    reason = (F.when(F.col(common.CORRUPT).isNotNull(), F.concat(F.lit("malformed_row:"), line))
               .when(bad_bytes, F.concat(F.lit("bad_encoding:"), line))
               .when(no_key, F.lit("missing_key")))
-    df = mark_duplicates(df.withColumn(common.REASON, reason), keys)
+    df = common.mark_duplicates(df.withColumn(common.REASON, reason), keys)
     return df.select(*names, F.lit(0).alias("is_deleted"), common.REASON), None

@@ -561,13 +561,21 @@ def _visit_rate(age: int) -> float:
     return 2.0 if age <= 6 else 0.7 if age < 45 else 1.3 if age < 65 else 2.4
 
 
-def _outpatient(g: _Gen, p: Person, end: dt.date, htn, dm) -> None:
-    r, w = g.r, g.w
+def _record_span(w, p: Person, end: dt.date) -> tuple[dt.date, int, int] | None:
+    """``(first day, days until end, age on 1 January)`` of a person's records up to ``end``, or
+    None when the person's records start after ``end``."""
     first = max(w.records_start, p.birth)
     if first > end:
+        return None
+    return first, (end - first).days, age_on(p.birth, dt.date(w.year, 1, 1))
+
+
+def _outpatient(g: _Gen, p: Person, end: dt.date, htn, dm) -> None:
+    r, w = g.r, g.w
+    span = _record_span(w, p, end)
+    if span is None:
         return
-    days = (end - first).days
-    age = age_on(p.birth, dt.date(w.year, 1, 1))
+    first, days, age = span
     lam = (_visit_rate(age) + (1.5 if htn else 0) + (1.5 if dm else 0)) * days / 365
     dates = sorted(first + D(days=r.randint(0, days)) for _ in range(_poisson(r, lam)))
     group = "child" if age <= 14 else "adult" if age < 65 else "elderly"
@@ -623,11 +631,10 @@ def _prescribe(g: _Gen, dx: str, age: int) -> list[tuple[str, int, int]]:
 
 def _hospital(g: _Gen, p: Person, end: dt.date) -> None:
     r, w = g.r, g.w
-    first = max(w.records_start, p.birth)
-    if first > end:
+    span = _record_span(w, p, end)
+    if span is None:
         return
-    days = (end - first).days
-    age = age_on(p.birth, dt.date(w.year, 1, 1))
+    first, days, age = span
     old = age >= 65
     stays = [("township", (0.04 if old else 0.012)), ("county", (0.07 if old else 0.025))]
     n_ref = 0
@@ -776,11 +783,10 @@ def _city_hospital(g: _Gen, p: Person, first: dt.date, end: dt.date, days: int, 
 
 def _remote(g: _Gen, p: Person, end: dt.date) -> None:
     r, w = g.r, g.w
-    first = max(w.records_start, p.birth)
-    if first > end:
+    span = _record_span(w, p, end)
+    if span is None:
         return
-    days = (end - first).days
-    age = age_on(p.birth, dt.date(w.year, 1, 1))
+    first, days, age = span
     ecg_rate = (0.0 if age < 14 else 0.02 if age < 40 else 0.06 if age < 65 else 0.12) * w.remote_uptake
     img_rate = (0.02 if age < 14 else 0.05 if age < 45 else 0.10) * w.remote_uptake
     reading = w.reading_org[p.county]
