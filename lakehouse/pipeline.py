@@ -108,11 +108,19 @@ def validate_bronze(settings: Settings | None = None) -> dict:
 
 
 def conform(settings: Settings | None = None) -> dict:
-    """Bronze → silver (typed, pseudonymous person_id) and restricted.person_identity."""
+    """Bronze → silver: the EMPI links every identity record to a pseudonymous person_id (and
+    writes restricted.person_identity), then the entities are conformed."""
     from spark_jobs.conform.regional import conform_regional
+    from spark_jobs.empi.match import run_empi
 
     s = settings or get_settings()
-    return {"tables": conform_regional(_spark(s), s.lake_root, s.pseudonym_key).tables}
+    spark = _spark(s)
+    empi = run_empi(spark, s.lake_root, s.pseudonym_key)
+    tables = conform_regional(spark, s.lake_root).tables
+    if empi is not None:
+        tables = {**empi.tables, **tables}
+    return {"empi": {"records": empi.records, "persons": empi.persons, "by_rule": empi.by_rule,
+                     "review_pairs": empi.review_pairs} if empi else None, "tables": tables}
 
 
 def compute_indicators(settings: Settings | None = None) -> dict:

@@ -9,8 +9,8 @@ in order Patient, Encounter, Condition, MedicationRequest, Observation, then del
   needs are flattened into columns (below), next to ``resource_json`` (the line as received),
   ``updated_at`` (``meta.lastUpdated``, as ``yyyy-MM-dd HH:mm:ss`` Asia/Shanghai) and ``is_deleted``;
 - a line gets a reason (NULL = good): ``invalid_json``, ``wrong_resource_type`` (not the file's
-  type), ``missing_key`` (no ``id``), ``bad_updated_at``, an ID-card reason (a Patient's ID-card
-  identifier present but invalid), ``impossible_date:<column>``; a rejected line without an id is
+  type), ``missing_key`` (no ``id``), ``bad_updated_at``, ``impossible_date:<column>`` (a Patient's
+  ID-card number is kept as received, valid or not: the EMPI judges it in silver); a rejected line without an id is
   quarantined as ``<rel_path>#line<n>``, and without its raw JSON (it holds unmasked identifiers;
   the immutable landing copy keeps it);
 - ``deleted.ndjson`` holds transaction Bundles whose entries ``DELETE <Type>/<id>``: each becomes
@@ -49,7 +49,6 @@ from urllib.parse import urlparse
 
 from ingest.connectors import common
 from lakehouse import ops
-from lakehouse.idcard import spark_invalid_reason
 from lakehouse.landing import DeliveredFile, land, record_files, sha256_of
 
 SOURCE = "fhir_CH350900"
@@ -273,9 +272,6 @@ def read_resources(spark, landed: Path, resource: Resource, rel_path: str):
                F.concat(F.lit("wrong_resource_type:"), F.coalesce(F.col("__type"), F.lit("none")))),
               (key.isNull() | (F.trim(key) == ""), F.lit("missing_key")),
               (F.col("updated_at").isNull(), F.lit("bad_updated_at"))]
-    if "id_card_no" in resource.columns:
-        why = spark_invalid_reason(F.col("id_card_no"))
-        checks.append((F.col("id_card_no").isNotNull() & why.isNotNull(), why))
     norm = {c: F.date_format(_ts(F.col(c)), DATE_OUT) for c in resource.dates}
     norm |= {c: F.date_format(_ts(F.col(c)), TS_OUT) for c in resource.timestamps}
     for c, parsed in norm.items():

@@ -14,8 +14,8 @@ For every delivered file, in delivery-day order (code maps before exports within
    ``<code column>_icd10`` from the code map; columns the contract does not know are schema
    drift: kept under their (sanitised) header name and recorded in ``ops.schema_changes``;
 3. give every row a reason (NULL = good): ``malformed_row`` (wrong field count),
-   ``bad_encoding`` (undecodable bytes, U+FFFD), ``missing_key``, ``bad_updated_at``, the ID-card
-   reasons of :func:`lakehouse.idcard.spark_invalid_reason`, ``impossible_date:<column>``;
+   ``bad_encoding`` (undecodable bytes, U+FFFD), ``missing_key``, ``bad_updated_at``, ``impossible_date:<column>``
+   (an ID-card number is kept as received, valid or not: the EMPI judges it in silver);
    a rejected row without a usable key (blank, or a malformed row whose first field is not a plain
    ASCII token, e.g. the continuation of a line broken inside a value) is quarantined as
    ``<rel_path>#line<n>`` (n = CSV record number + 1, the physical line when no blank lines precede);
@@ -37,7 +37,6 @@ from pathlib import Path
 
 from ingest.connectors import common
 from lakehouse import delta, ops
-from lakehouse.idcard import spark_invalid_reason
 from lakehouse.landing import DeliveredFile, land, record_files
 
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
@@ -311,9 +310,6 @@ def read_export(spark, lake_root: str, contract: Contract, feed: Feed, f: Delive
               (blank(F.col(feed.key)), F.lit("missing_key"))]
     if feed.updated_at:
         checks.append((upd.isNull(), F.lit("bad_updated_at")))
-    if feed.id_card_column:
-        r = spark_invalid_reason(F.col(feed.id_card_column))
-        checks.append((r.isNotNull(), r))
     if feed.created_at:
         checks.append((~blank(F.col("__crt_raw")) & _impossible(crt), F.lit("impossible_date:created_at")))
     for c, parsed in parsed_dates.items():

@@ -5,9 +5,10 @@ Reads each table of the source contract (``contracts/regional.yaml``) through Sp
 ``watermark < updated_at < until``, where the watermark is the highest ``updated_at`` loaded
 before (``ops.watermarks``) and ``until`` the end of the data interval (Airflow's, for a daily
 run; none for "everything up to now"). Soft deletes arrive as updates with ``is_deleted = 1`` and
-stay in bronze as tombstones. Rows that break a hard rule (missing key, bad ``updated_at``, invalid
-ID-card number, impossible date) go to ``quarantine.regional__<table>``; see
-:mod:`ingest.connectors.common` for how a batch is loaded and why a crash is harmless.
+stay in bronze as tombstones. Rows that break a hard rule (missing key, bad ``updated_at``,
+impossible date) go to ``quarantine.regional__<table>``; see :mod:`ingest.connectors.common` for
+how a batch is loaded and why a crash is harmless. An ID-card number is kept as received, valid or
+not: the EMPI (:mod:`spark_jobs.empi`) judges it and still finds the person.
 
 A row corrected twice between two runs is read once, in its latest state. Rows are keyed by the
 table's primary key; a re-read of rows already loaded (``full=True``) changes nothing.
@@ -25,7 +26,6 @@ import yaml
 
 from ingest.connectors.common import REASON, BatchResult, bronze_table, load_batch, quarantine_table, record_ops
 from lakehouse import ops
-from lakehouse.idcard import spark_invalid_reason
 
 SOURCE = "regional"
 CONTRACT = Path(__file__).parent / "contracts" / "regional.yaml"
@@ -37,7 +37,7 @@ class EntityConfig:
     name: str
     key: str
     date_columns: tuple[str, ...] = ()
-    id_card_column: str | None = None
+    id_card_column: str | None = None     # kept as received; the EMPI checks it in silver
     timestamp_columns: tuple[str, ...] = ()
 
 
@@ -94,12 +94,6 @@ def reject_reason(df, entity: EntityConfig):
     checks = [(F.col(entity.key).isNull() | (F.trim(F.col(entity.key).cast("string")) == ""), F.lit("missing_key")),
               (F.try_to_timestamp(F.col("updated_at"), F.lit(TIMESTAMP_FORMAT)).isNull(),
                F.lit("bad_updated_at"))]
-    if entity.id_card_column:
-        # a missing number is not an error (children, newcomers): the person is matched on other
-        # attributes later; a number that is present must be valid
-        c = F.col(entity.id_card_column)
-        r = spark_invalid_reason(c)
-        checks.append((c.isNotNull() & (F.trim(c) != "") & r.isNotNull(), r))
     for c in entity.date_columns:
         checks.append((F.col(c).isNotNull() & _impossible_date(F.col(c)), F.lit(f"impossible_date:{c}")))
     for c in entity.timestamp_columns:

@@ -1,8 +1,9 @@
 """Bronze (regional source) → silver: typed, soft deletes honoured, pseudonymous ``person_id``.
 
-Direct identifiers (name, ID-card number, phone, address) are written only to
-``restricted.person_identity``; every silver table carries ``person_id`` instead. Records that
-cannot be attributed to a person (their resident row was quarantined) go to
+Every resident record has its ``person_id`` from the EMPI (:mod:`spark_jobs.empi`, run first),
+which also writes the direct identifiers (name, ID-card number, phone, address) to
+``restricted.person_identity``; every silver table here carries ``person_id`` instead. Records that
+cannot be attributed to a person (their resident row was quarantined at bronze) go to
 ``quarantine.<entity>`` with reason ``unresolved_person``: nothing is dropped silently.
 """
 from __future__ import annotations
@@ -10,20 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lakehouse import delta
-from lakehouse.pseudonym import spark_person_id
 from lakehouse.quarantine import quarantine_rows
 from lakehouse.tables import TableSpec, register
+from spark_jobs.empi.match import PERSON_XREF
 
 SOURCE = "regional"
 
 ORG_UNITS = register(TableSpec("silver.org_units", keys=("org_code",),
                                description="Org-unit tree with township and county of every unit"))
-PERSONS = register(TableSpec("silver.persons", keys=("person_id",),
-                             description="One row per person: sex, birth date, residence; no identifiers"))
-PERSON_XREF = register(TableSpec("silver.person_xref", keys=("source", "source_record_id"),
-                                 description="Source record → person_id, with the matching rule"))
-PERSON_IDENTITY = register(TableSpec("restricted.person_identity", keys=("person_id",),
-                                     description="Direct identifiers; restricted access only"))
 HTN_PATIENTS = register(TableSpec("silver.hypertension_patients", keys=("registry_id",),
                                   description="Hypertensive patients under management (register)"))
 HTN_FOLLOWUPS = register(TableSpec("silver.hypertension_followups", keys=("followup_id",),
@@ -79,51 +74,25 @@ def conform_org_units(bronze_org):
     return delta.with_row_hash(o, exclude=())
 
 
-def conform_persons(bronze_residents, key: bytes):
-    """(xref, persons, identity) from bronze residents: person_id = HMAC of the ID-card number.
-
-    The same ID-card number registered twice (two resident records) gives one person; the latest
-    updated record supplies the attributes."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    r = _live(bronze_residents)
-    norm = F.upper(F.trim(F.col("id_card_no")))
-    # without an ID-card number there is no deterministic identity yet: such residents stay
-    # unresolved (their records are quarantined as unresolved_person) until the EMPI matches them
-    r = r.where(F.col("id_card_no").isNotNull() & (F.trim(F.col("id_card_no")) != ""))
-    r = r.withColumn("person_id", spark_person_id(norm, key))
-    xref = delta.with_row_hash(r.select(
-        F.lit(SOURCE).alias("source"), F.col("resident_id").alias("source_record_id"),
-        "person_id", F.lit("id_card_exact").alias("match_rule"), F.lit(1.0).alias("match_score")), exclude=())
-    latest = Window.partitionBy("person_id").orderBy(F.col("updated_at").desc(), F.col("resident_id").desc())
-    one = r.withColumn("__rn", F.row_number().over(latest)).where("__rn = 1").drop("__rn")
-    persons = delta.with_row_hash(one.select(
-        "person_id", F.col("sex"), F.to_date("birth_date").alias("birth_date"),
-        F.col("area_code").alias("residence_area_code")), exclude=())
-    identity = delta.with_row_hash(one.select(
-        "person_id", "name", norm.alias("id_card_no"), "phone", "address"), exclude=())
-    return xref, persons, identity
-
-
 def _attach_person(df, xref):
     """Split ``df`` (with resident_id) into (resolved rows with person_id, unresolved quarantine rows)."""
     from pyspark.sql import functions as F
 
-    x = xref.select(F.col("source_record_id").alias("resident_id"), "person_id")
+    x = (xref.where((F.col("source") == SOURCE) & (F.col("source_entity") == "residents"))
+         .select(F.col("source_record_id").alias("resident_id"), "person_id"))
     joined = df.join(x, "resident_id", "left")
     unresolved = quarantine_rows(
         joined.where(F.col("person_id").isNull()), df.columns[0], F.lit("unresolved_person"),
         F.concat(F.lit("resident_id "), F.col("resident_id"),
-                 F.lit(" has no valid ID-card number (missing, or see quarantine.regional__residents)")),
+                 F.lit(" is not in bronze (see quarantine.regional__residents)")),
         payload_columns=[c for c in df.columns if not c.startswith("_")],
     ).withColumn("_source", F.lit(SOURCE))
     return joined.where(F.col("person_id").isNotNull()), unresolved
 
 
-def conform_regional(spark, lake_root: str, pseudonym_key: bytes) -> ConformResult:
+def conform_regional(spark, lake_root: str) -> ConformResult:
     """Rebuild the regional silver tables from bronze (idempotent: unchanged rows are not
-    rewritten; rows deleted at the source are removed)."""
+    rewritten; rows deleted at the source are removed). Needs the EMPI's ``silver.person_xref``."""
     from pyspark.sql import functions as F
 
     stats: dict[str, dict] = {}
@@ -135,11 +104,7 @@ def conform_regional(spark, lake_root: str, pseudonym_key: bytes) -> ConformResu
     write(orgs, ORG_UNITS)
     township_of = orgs.select(F.col("org_code"), "township_org_code")
 
-    xref, persons, identity = conform_persons(_bronze(spark, lake_root, "residents"), pseudonym_key)
-    xref = xref.persist()
-    write(xref, PERSON_XREF)
-    write(persons, PERSONS)
-    write(identity, PERSON_IDENTITY)
+    xref = delta.read(spark, PERSON_XREF, lake_root).persist()
 
     archives, q_arch = _attach_person(_live(_bronze(spark, lake_root, "health_archives")), xref)
     archives = archives.join(township_of, "org_code", "left").select(

@@ -252,7 +252,7 @@ def test_legacy_csv_exports(spark, settings_for, monkeypatch):
     # until: only the first delivery day
     legacy_csv.ingest(spark, s, until="2025-12-22", contracts_dir=contracts)
     res = _by(_df(spark, s, f"bronze.{LEGACY}__residents"), "resident_id")
-    assert set(res) == {"R001", "R002", "R003"}
+    assert set(res) == {"R001", "R002", "R003", "R004"}
     assert res["R001"].name == "张三" and res["R001"].birth_date == "1958-03-02"
     assert res["R001"].updated_at == "2024-01-05 09:00:00" and res["R001"].is_deleted == 0
     first_day = _content(spark, s, LEGACY)
@@ -269,7 +269,8 @@ def test_legacy_csv_exports(spark, settings_for, monkeypatch):
 
     legacy_csv.ingest(spark, s, contracts_dir=contracts)
     res = _by(_df(spark, s, f"bronze.{LEGACY}__residents"), "resident_id")
-    assert set(res) == {"R001", "R002", "R003", "R008", "R009"}
+    assert set(res) == {"R001", "R002", "R003", "R004", "R008", "R009"}
+    assert res["R004"].id_card_no == _bad_check_digit(_id(14))      # as received: the EMPI judges it
     assert res["R001"].name == "张三丰" and res["R001"].updated_at == "2025-12-22 09:00:00"   # correction
     assert res["R002"].is_deleted == 1 and res["R003"].is_deleted == 0                       # void flag
     assert res["R001"].created_at == "2024-01-05 09:00:00"
@@ -286,16 +287,16 @@ def test_legacy_csv_exports(spark, settings_for, monkeypatch):
     q = {r.record_key: r for r in _df(spark, s, f"quarantine.{LEGACY}__residents").collect()}
     rel = "2025-12-21/JMXX_20251221.csv"
     assert {k: r.reason_code for k, r in q.items()} == {
-        "R004": "id_card_bad_check_digit", "R005": "impossible_date", "R006": "bad_encoding",
+        "R005": "impossible_date", "R006": "bad_encoding",
         "R007": "malformed_row", f"{rel}#line9": "missing_key", "R010": "malformed_row",
         f"{rel}#line11": "malformed_row"}
     assert q["R005"].reason_detail == "impossible_date:birth_date"
     assert q["R007"].reason_detail == "malformed_row:line8"
-    assert "赵六" not in q["R004"].raw_payload and '"name":"赵*"' in q["R004"].raw_payload     # masked
+    assert "钱七" not in q["R005"].raw_payload and '"name":"钱*"' in q["R005"].raw_payload     # masked
 
     batches = _assert_batches_reconcile(spark, s, LEGACY)
     day1 = next(b for b in batches if b.entity == "residents" and b.rows_read == 10)
-    assert (day1.rows_loaded, day1.rows_quarantined) == (3, 7)
+    assert (day1.rows_loaded, day1.rows_quarantined) == (4, 6)
     files = _by(_df(spark, s, "ops.landed_files").where(f"source = '{LEGACY}'"), "rel_path")
     assert set(files) == {"2025-12-21/DX_CODE_MAP.csv", rel, "2025-12-21/ZDXX_20251221.csv",
                           "2025-12-22/JMXX_20251222.csv", "2025-12-23/JMXX_20251223.csv"}
@@ -328,7 +329,7 @@ def test_fhir_bulk_export(spark, settings_for, monkeypatch):
 
     fhir.ingest(spark, s, until=dt.date(2025, 12, 22))
     pat = _by(_df(spark, s, f"bronze.{FHIR}__patient"), "patient_id")
-    assert set(pat) == {"p1", "p2"}
+    assert set(pat) == {"p1", "p2", "p3"}
     assert pat["p1"].phone == "13900000000"
     first_day = _content(spark, s, FHIR)
 
@@ -343,7 +344,8 @@ def test_fhir_bulk_export(spark, settings_for, monkeypatch):
 
     fhir.ingest(spark, s)
     pat = _by(_df(spark, s, f"bronze.{FHIR}__patient"), "patient_id")
-    assert set(pat) == {"p1", "p2", "p5"}
+    assert set(pat) == {"p1", "p2", "p3", "p5"}
+    assert pat["p3"].id_card_no == _bad_check_digit(_id(33))        # as received: the EMPI judges it
     p1 = pat["p1"]
     assert (p1.id_card_no, p1.mrn, p1.name, p1.gender, p1.birth_date) == (_id(31), "MRNp1", "王小明", "male", "1958-03-02")
     assert p1.phone == "13911112222" and p1.updated_at == "2025-12-22 09:00:00"             # correction
@@ -364,7 +366,7 @@ def test_fhir_bulk_export(spark, settings_for, monkeypatch):
     assert obs["o2"].is_deleted == 1 and obs["o2"].loinc_code is None                       # tombstone
 
     q = {r.record_key: r.reason_code for r in _df(spark, s, f"quarantine.{FHIR}__patient").collect()}
-    assert q == {"p3": "id_card_bad_check_digit", "p4": "invalid_json", "e9": "wrong_resource_type",
+    assert q == {"p4": "invalid_json", "e9": "wrong_resource_type",
                  "2025-12-21/Patient.ndjson#line6": "missing_key"}
     dq = _df(spark, s, f"quarantine.{FHIR}__deleted").collect()
     assert [(r.record_key, r.reason_code) for r in dq] == [("2025-12-22/deleted.ndjson#line2", "invalid_json")]

@@ -29,7 +29,6 @@ PARSING_DEFECTS = {
     "invalid_json": {"invalid_json"},
     "truncated_dicom": {"truncated_dicom"},
     "truncated_ecg": {"truncated_ecg"},
-    "bad_id_check_digit": {"id_card_bad_check_digit"},
     "impossible_date": {"impossible_date"},
 }
 # load metadata that differs between two loads of the same data by construction
