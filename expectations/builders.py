@@ -6,8 +6,10 @@ in GX's own ``severity`` field (what GX actions and Data Docs read). :func:`chec
 together so they cannot disagree.
 
 Severity rule: ``critical`` when the rule is part of the source contract or is already enforced
-before bronze (ID-card check digits and impossible dates are quarantined on ingest, so finding one
-in bronze means the pipeline is broken); ``warning`` when the value is merely implausible.
+before bronze (impossible dates are quarantined on ingest, so finding one in bronze means the
+pipeline is broken); ``warning`` when the value is merely implausible or is judged later (an
+invalid ID-card number is kept in bronze as received: the EMPI links the record on its other
+attributes).
 
 Cost matters: GX bundles the column checks of a suite into a few Spark aggregations, but each
 SQL check (``UnexpectedRowsExpectation``) is two more Spark jobs. So dates are checked with a

@@ -5,6 +5,8 @@
     lakehouse run [--step S ...]         run pipeline steps (default: all after simulate)
     lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
     lakehouse summary                    rows per table, indicator values, where to look
+    lakehouse empi evaluate              EMPI precision / recall against the simulator's ground truth
+    lakehouse ecg evaluate DIR           R-peak detection against reference annotations
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def validate() -> None:
 
 @app.command()
 def conform() -> None:
-    """Bronze → silver and restricted.person_identity."""
+    """The EMPI (person_id of every identity record, restricted.person_identity), then bronze → silver."""
     _print(pipeline.conform())
 
 
@@ -216,6 +218,26 @@ def ecg_evaluate(directory: Path = typer.Argument(..., exists=True, file_okay=Fa
                   f"{r['sensitivity']:.3f}" if r["sensitivity"] is not None else "—",
                   f"{r['ppv']:.3f}" if r["ppv"] is not None else "—")
     console.print(t)
+
+
+empi_app = typer.Typer(no_args_is_help=True, help="The resident master index (spark_jobs/empi).")
+app.add_typer(empi_app, name="empi")
+
+
+@empi_app.command("evaluate")
+def empi_evaluate() -> None:
+    """Pairwise precision and recall of silver.person_xref against the simulator's ground truth of
+    which records are the same person (overall, and for the probabilistic part alone)."""
+    result = pipeline.evaluate_empi()
+    t = Table(title="EMPI: same-person record pairs vs the simulator's ground truth")
+    for c in ("pairs", "true", "linked", "correct", "precision", "recall"):
+        t.add_column(c)
+    for label, prefix in (("all", ""), ("without a shared valid ID-card number", "hard_")):
+        t.add_row(label, str(result[f"{prefix}true_pairs"]), str(result[f"{prefix}predicted_pairs"]),
+                  str(result[f"{prefix}correct_pairs"]), f"{result[f'{prefix}precision']:.4f}",
+                  f"{result[f'{prefix}recall']:.4f}")
+    console.print(t)
+    console.print(f"{result['records']:,} records compared")
 
 
 def main() -> None:

@@ -110,17 +110,29 @@ def validate_bronze(settings: Settings | None = None) -> dict:
 def conform(settings: Settings | None = None) -> dict:
     """Bronze → silver: the EMPI links every identity record to a pseudonymous person_id (and
     writes restricted.person_identity), then the entities are conformed."""
-    from spark_jobs.conform.regional import conform_regional
+    from spark_jobs.conform.silver import conform_silver
     from spark_jobs.empi.match import run_empi
 
     s = settings or get_settings()
     spark = _spark(s)
     empi = run_empi(spark, s.lake_root, s.pseudonym_key)
-    tables = conform_regional(spark, s.lake_root).tables
+    tables = conform_silver(spark, s.lake_root).tables
     if empi is not None:
         tables = {**empi.tables, **tables}
     return {"empi": {"records": empi.records, "persons": empi.persons, "by_rule": empi.by_rule,
                      "review_pairs": empi.review_pairs} if empi else None, "tables": tables}
+
+
+def evaluate_empi(settings: Settings | None = None) -> dict:
+    """Pairwise precision / recall of the EMPI's links against the simulator's ground truth
+    (``duplicate_persons.csv``): see :mod:`spark_jobs.empi.evaluate`."""
+    from spark_jobs.empi.evaluate import evaluate
+
+    s = settings or get_settings()
+    truth = s.ground_truth_dir / "duplicate_persons.csv"
+    if not truth.is_file():
+        raise FileNotFoundError(f"no ground truth at {truth}: the EMPI can be measured on a simulated city only")
+    return evaluate(_spark(s), s.lake_root, truth).as_dict()
 
 
 def compute_indicators(settings: Settings | None = None) -> dict:

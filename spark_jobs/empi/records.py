@@ -23,6 +23,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehouse.frames import union_all
+
 COLUMNS = ("rid", "source", "entity", "record_id", "id_card_no", "id_status", "id17", "name", "surname", "sex", "birth_date", "phone", "address", "area_code", "county_code", "updated_at",
            "source_rank")
 
@@ -119,11 +121,6 @@ def normalise(df, spec: IdentitySource, source: str):
 def identity_records(spark, lake_root: str):
     """Every live identity record of every source (see the module doc), or None when bronze holds
     no identity source yet."""
-    frames = [normalise(spark.read.format("delta").load(path), spec, source)
-              for spec, source, path in bronze_tables(lake_root)]
-    if not frames:
-        return None
-    df = frames[0]
-    for f in frames[1:]:
-        df = df.unionByName(f)
-    return df.select(*COLUMNS)
+    df = union_all([normalise(spark.read.format("delta").load(path), spec, source)
+                    for spec, source, path in bronze_tables(lake_root)])
+    return None if df is None else df.select(*COLUMNS)

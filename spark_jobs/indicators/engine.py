@@ -11,7 +11,7 @@ from typing import Callable
 
 from lakehouse import delta
 from lakehouse.tables import TableSpec, register
-from spark_jobs.conform.regional import HTN_FOLLOWUPS, HTN_PATIENTS, ORG_UNITS
+from spark_jobs.conform.silver import HTN_FOLLOWUPS, HTN_PATIENTS, ORG_UNITS
 from spark_jobs.indicators.catalog import Catalog, Indicator, load_catalog
 
 VALUES = register(TableSpec(

@@ -1,11 +1,13 @@
 """The whole slice on a small simulated city: every step runs for real (Spark + Delta, GX, dbt,
 DuckDB, XLSX, Superset import), the published numbers equal an independent computation from the
-source database, a second run changes nothing, and no direct identifier leaves the raw zones."""
+sources (the regional database and the legacy county's CSV exports), a second run changes
+nothing, and no direct identifier leaves the raw zones."""
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import hashlib
+import io
 import re
 import sqlite3
 import time
@@ -66,7 +68,7 @@ def _report_cells(path: str) -> list[tuple]:
     return [r for r in ws.iter_rows(values_only=True) if not (r[0] or "").startswith("生成时间")]
 
 
-# ---- the independent computation: plain Python over the source database ----------------------
+# ---- the independent computation: plain Python over the sources ----------------------------
 
 def _date(text):
     try:
@@ -76,12 +78,41 @@ def _date(text):
     return d if dt.date(1900, 1, 1) <= d <= dt.date.today() + dt.timedelta(days=366) else None
 
 
-def independent_htn_standard_management(db: Path, duplicate_persons: Path) -> dict[tuple[int, str], tuple[int, int]]:
+def _legacy_exports(dropzone: Path, prefix: str, key: str, dates: dict[str, str]) -> list[dict]:
+    """The live rows of a legacy county's export ``prefix`` as its daily GBK files say: the latest
+    version of each key (by 修改时间, then delivery day), voided ones (作废标志 = 1) left out, and
+    rows bronze rejects (wrong field count, undecodable bytes, a date that cannot be) never counted."""
+    latest = {}
+    for county in sorted(dropzone.glob("legacy_*")):
+        for day in sorted(d for d in county.iterdir() if d.is_dir()):
+            for f in sorted(day.glob(f"{prefix}_*.csv")):
+                header, *rows = list(csv.reader(io.StringIO(f.read_bytes().decode("gbk", errors="replace"))))
+                for r in rows:
+                    rec = dict(zip(header, r), _source=county.name)
+                    if len(r) != len(header) or any("\ufffd" in v for v in r) or not rec[key].strip():
+                        continue
+                    if any(rec[c] and _parse(rec[c], fmt) is None for c, fmt in dates.items()):
+                        continue
+                    version = (rec["修改时间"], day.name)
+                    if rec[key] not in latest or version >= latest[rec[key]][0]:
+                        latest[rec[key]] = (version, rec)
+    return [rec for _, rec in latest.values() if rec["作废标志"] != "1"]
+
+
+def _parse(text: str, fmt: str):
+    try:
+        return dt.datetime.strptime(text, fmt).date()
+    except ValueError:
+        return None
+
+
+def independent_htn_standard_management(db: Path, dropzone: Path, duplicate_persons: Path) -> dict[tuple[int, str], tuple[int, int]]:
     """(year, org_code) → (numerator, denominator) of 高血压患者规范管理率 for every township,
-    county and the city, computed straight from the regional source database, with the simulator's
-    true persons (its ``duplicate_persons.csv``) where the platform has its EMPI."""
+    county and the city, computed straight from the sources: the regional database and the legacy
+    county's CSV exports, with the simulator's true persons (its ``duplicate_persons.csv``) where
+    the platform has its EMPI."""
     with open(duplicate_persons, encoding="utf-8") as f:
-        true_person = {r["record_key"]: r["person_key"] for r in csv.DictReader(f) if r["source"] == "regional"}
+        true_person = {(r["source"], r["record_key"]): r["person_key"] for r in csv.DictReader(f)}
     con = sqlite3.connect(db)
     orgs = {c: (lvl, parent, typ) for c, lvl, parent, typ in
             con.execute("SELECT org_code, level, parent_code, org_type FROM org_units WHERE is_deleted = 0")}
@@ -94,15 +125,23 @@ def independent_htn_standard_management(db: Path, duplicate_persons: Path) -> di
     person = {}  # resident_id → the person (a resident row with an impossible birth date stays in quarantine)
     for rid, birth in con.execute("SELECT resident_id, birth_date FROM residents WHERE is_deleted = 0"):
         if _date(birth) is not None:
-            person[rid] = true_person[rid]
+            person[rid] = true_person[("regional", rid)]
+    for r in _legacy_exports(dropzone, "JMXX", "居民编号", {"出生日期": "%Y%m%d"}):
+        person[r["居民编号"]] = true_person[(r["_source"], r["居民编号"])]
     regs = defaultdict(list)
     for reg_id, rid, org, reg_date in con.execute(
             "SELECT registry_id, resident_id, org_code, registered_date FROM hypertension_registry WHERE is_deleted = 0"):
         if rid in person and _date(reg_date):
             regs[person[rid]].append((_date(reg_date), reg_id, org))
+    for r in _legacy_exports(dropzone, "GXYDJ", "登记编号", {"登记日期": "%Y/%m/%d", "确诊日期": "%Y%m%d"}):
+        if r["居民编号"] in person:
+            regs[person[r["居民编号"]]].append((_parse(r["登记日期"], "%Y/%m/%d"), r["登记编号"], r["管理机构"]))
+    legacy_followups = [(r["居民编号"], r["随访日期"].replace("/", "-"), r["随访方式"]) for r in _legacy_exports(
+        dropzone, "GXYSF", "随访编号", {"随访日期": "%Y/%m/%d", "下次随访日期": "%Y%m%d"})]
     f2f, years = defaultdict(int), set()
-    for rid, fdate, ftype in con.execute(
-            "SELECT resident_id, followup_date, followup_type FROM hypertension_followups WHERE is_deleted = 0"):
+    for rid, fdate, ftype in [*con.execute(
+            "SELECT resident_id, followup_date, followup_type FROM hypertension_followups WHERE is_deleted = 0"),
+            *legacy_followups]:
         d = _date(fdate)
         if rid in person and d:
             years.add(d.year)
@@ -123,11 +162,12 @@ def independent_htn_standard_management(db: Path, duplicate_persons: Path) -> di
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _regional_townships(db: Path) -> set[str]:
-    """The townships whose records are in the regional database: all but the legacy county's (its
-    records arrive as CSV exports and join silver with the legacy connector's tables)."""
+def _townships_with_patients(db: Path, dropzone: Path) -> set[str]:
+    """The townships with hypertensive patients: in the regional database, or in the legacy
+    county's exports."""
     con = sqlite3.connect(db)
     with_patients = {org for (org,) in con.execute("SELECT DISTINCT org_code FROM hypertension_registry")}
+    with_patients |= {r["管理机构"] for r in _legacy_exports(dropzone, "GXYDJ", "登记编号", {})}
     units = {c: (lvl, parent) for c, lvl, parent in con.execute("SELECT org_code, level, parent_code FROM org_units")}
     con.close()
     return {c if units[c][0] == "township" else units[c][1] for c in with_patients
@@ -138,14 +178,15 @@ def _regional_townships(db: Path) -> set[str]:
 
 def test_every_published_number_equals_the_independent_computation(city):
     s, _, _ = city
-    expected = independent_htn_standard_management(s.source_sqlite_path, s.ground_truth_dir / "duplicate_persons.csv")
+    expected = independent_htn_standard_management(s.source_sqlite_path, s.dropzone_root,
+                                                   s.ground_truth_dir / "duplicate_persons.csv")
     con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
     published = {(y, code): (num, den, lvl) for y, code, num, den, lvl in con.execute(
         "SELECT period_year, org_code, numerator, denominator, org_level FROM mart_hypertension_management").fetchall()}
     con.close()
     assert {k: v[:2] for k, v in published.items()} == expected
     townships = {code for (_, code), v in published.items() if v[2] == "township"}
-    assert townships == _regional_townships(s.source_sqlite_path), "every township has a value"
+    assert townships == _townships_with_patients(s.source_sqlite_path, s.dropzone_root), "every township has a value"
     assert {v[2] for v in published.values()} == {"township", "county", "city"}
 
 
@@ -202,7 +243,7 @@ def test_report_data_docs_and_dashboard_are_there(city):
     rows = _report_cells(report["path"])
     header = next(i for i, r in enumerate(rows) if r[0] == "县（区）")
     township_rows = [r for r in rows[header + 1:] if r[2] and r[2].startswith("H")]
-    assert len(township_rows) == report["townships"] == len(_regional_townships(s.source_sqlite_path))
+    assert len(township_rows) == report["townships"] == len(_townships_with_patients(s.source_sqlite_path, s.dropzone_root))
     con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
     mart = {code: (num, den) for code, num, den in con.execute(
         "SELECT org_code, numerator, denominator FROM mart_hypertension_management "

@@ -6,35 +6,21 @@ rerun changes nothing."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import os
 import sqlite3
 
 import pytest
 
-from ingest.connectors.sources import ingest_sources
-from ingest.simulator.city import CityConfig, DefectRates, simulate_city
 from lakehouse import delta
-from lakehouse.settings import load_settings
 from spark_jobs.empi import match
 from spark_jobs.empi.evaluate import evaluate
 
 pytestmark = pytest.mark.spark
 
-# 5 % of residents registered twice (a clerk's variant of the name, usually no ID-card number),
-# 2 % with a wrong check digit: a few hundred pairs that only the probabilistic part can find
-CONFIG = CityConfig(residents=3000, counties=2, townships_per_county=3, start=dt.date(2025, 12, 22), days=2,
-                    seed=11, media_files=False,
-                    defects=DefectRates(duplicate_person_name_variant=0.05, bad_id_check_digit=0.02))
-
 
 @pytest.fixture(scope="module")
-def city(spark, tmp_path_factory):
-    s = load_settings({**os.environ, "JL_HOME": str(tmp_path_factory.mktemp("empi"))})
-    simulate_city(s.source_db_url, s.ground_truth_dir, s.dropzone_root, CONFIG)
-    ingest_sources(spark, s, ("regional", "legacy", "fhir"))
-    result = match.run_empi(spark, s.lake_root, s.pseudonym_key)
-    return s, result
+def city(conformed_city):
+    s, empi, _ = conformed_city
+    return s, empi
 
 
 def _xref(spark, s) -> dict[tuple[str, str], object]:
@@ -44,7 +30,7 @@ def _xref(spark, s) -> dict[tuple[str, str], object]:
 def test_links_every_source_and_meets_the_precision_and_recall_targets(spark, city):
     s, result = city
     scores = evaluate(spark, s.lake_root, s.ground_truth_dir / "duplicate_persons.csv")
-    print(f"EMPI on {CONFIG.residents} residents: {scores.as_dict()}")
+    print(f"EMPI on a city of 3,000 residents: {scores.as_dict()}")
     assert scores.hard_true_pairs >= 100, "the city has enough duplicates to measure the probabilistic part"
     assert scores.precision >= 0.99 and scores.recall >= 0.95, scores
     assert scores.hard_precision >= 0.99 and scores.hard_recall >= 0.95, scores

@@ -1,0 +1,155 @@
+"""Bronze → silver: every entity from every source, typed, with the EMPI's ``person_id``.
+
+Run after the EMPI (:mod:`spark_jobs.empi`), which links every identity record to a
+``person_id`` and writes the direct identifiers (name, ID-card number, phone, address) to
+``restricted.person_identity``; the silver tables here carry ``person_id`` instead. What each
+entity holds and how its columns are typed: :mod:`spark_jobs.conform.entities`. Records that cannot
+be attributed to a person (their resident row was quarantined at bronze) go to
+``quarantine.<entity>`` with reason ``unresolved_person``: nothing is dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lakehouse import delta
+from lakehouse.frames import union_all
+from lakehouse.quarantine import quarantine_rows
+from lakehouse.tables import TableSpec, register
+from spark_jobs.conform import fhir
+from spark_jobs.conform.entities import ENTITIES, Entity, bronze_sources, source_rows
+from spark_jobs.empi.match import PERSON_XREF
+
+ORG_UNITS = register(TableSpec("silver.org_units", keys=("org_code",),
+                               description="Org-unit tree with township and county of every unit"))
+SILVER = {e.name: register(TableSpec(f"silver.{e.name}", keys=(e.key,), description=e.description))
+          for e in ENTITIES}
+HTN_PATIENTS = SILVER["hypertension_patients"]
+HTN_FOLLOWUPS = SILVER["hypertension_followups"]
+UNMAPPED_CODES = register(TableSpec(
+    "silver.unmapped_codes", keys=("source", "entity", "code_column", "local_code"),
+    description="Local codes a source used that its code map does not map to a national code"))
+UNRESOLVED_QUARANTINE_SCHEMA = ("record_key STRING, reason_code STRING, reason_detail STRING, "
+                                "raw_payload STRING, _row_hash STRING, _source STRING")
+
+
+def _quarantine(entity: str) -> TableSpec:
+    return register(TableSpec(f"quarantine.{entity}", keys=("record_key", "_row_hash"),
+                              description=f"{entity} rows that could not be conformed",
+                              schema=UNRESOLVED_QUARANTINE_SCHEMA))
+
+
+@dataclass
+class ConformResult:
+    tables: dict[str, dict]
+
+
+def _bronze(spark, lake_root: str, entity: str):
+    return spark.read.format("delta").load(f"{lake_root}/bronze/regional__{entity}")
+
+
+def _live(df):
+    """Rows not soft-deleted at the source."""
+    return df.where("is_deleted = 0")
+
+
+def conform_org_units(bronze_org):
+    """Every org unit with the township and county it belongs to (by walking the tree)."""
+    from pyspark.sql import functions as F
+
+    o = _live(bronze_org).select("org_code", "org_name", "org_type", "level", "parent_code", "area_code")
+    parent = o.select(F.col("org_code").alias("p_code"), F.col("level").alias("p_level"),
+                      F.col("parent_code").alias("p_parent"))
+    o = o.join(parent, o.parent_code == parent.p_code, "left")
+    township = (F.when(F.col("level") == "township", F.col("org_code"))
+                .when(F.col("level") == "village", F.col("parent_code")))
+    county_bureau = (F.when(F.col("level") == "county", F.when(F.col("org_type") == "county_bureau", F.col("org_code"))
+                            .otherwise(F.col("parent_code")))
+                     .when(F.col("level") == "township", F.col("parent_code"))
+                     .when(F.col("level") == "village", F.col("p_parent")))
+    o = o.select("org_code", "org_name", "org_type", "level", "parent_code", "area_code",
+                 township.alias("township_org_code"), county_bureau.alias("county_org_code"),
+                 F.substring("area_code", 1, 6).alias("county_area_code"))
+    names = o.select(F.col("org_code").alias("k"), F.col("org_name").alias("n"))
+    county_names = o.where("org_type = 'county_bureau'").select(
+        F.col("org_code").alias("ck"), F.regexp_replace("org_name", "卫生健康局$", "").alias("county_name"))
+    o = (o.join(names.withColumnRenamed("n", "township_org_name"), o.township_org_code == F.col("k"), "left").drop("k")
+         .join(county_names, o.county_org_code == F.col("ck"), "left").drop("ck"))
+    return delta.with_row_hash(o, exclude=())
+
+
+def _attach_person(df, xref, key: str):
+    """Split ``df`` (``source``, ``resident_id``) into (rows with ``person_id``, quarantine rows)."""
+    from pyspark.sql import functions as F
+
+    x = (xref.where(F.col("source_entity").isin("residents", "patient"))
+         .select("source", F.col("source_record_id").alias("resident_id"), "person_id"))
+    joined = df.join(x, ["source", "resident_id"], "left")
+    unresolved = quarantine_rows(
+        joined.where(F.col("person_id").isNull()), key, F.lit("unresolved_person"),
+        F.concat(F.lit("resident "), F.coalesce(F.col("resident_id"), F.lit("(none)")),
+                 F.lit(" of "), F.col("source"), F.lit(" is not in bronze (see quarantine.<source>__residents)")),
+        payload_columns=[c for c in df.columns if not c.startswith("_")], keep=("source",),
+    ).withColumnRenamed("source", "_source")
+    return joined.where(F.col("person_id").isNotNull()).drop("resident_id"), unresolved
+
+
+def entity_rows(spark, lake_root: str, entity: Entity):
+    """Every source's live rows of ``entity`` in its silver shape (before persons and org levels),
+    or None when no source has delivered it yet."""
+    frames = [source_rows(spark.read.format("delta").load(path), entity, source)
+              for source, path in bronze_sources(lake_root, entity)]
+    if entity.fhir:
+        hospital = fhir.rows(spark, lake_root, entity)
+        if hospital is not None:
+            frames.append(hospital)
+    return union_all(frames)
+
+
+def _unmapped(rows, entity: Entity) -> list:
+    """Per code column: (source, entity, code column, local code, rows) of the local codes that
+    the source's code map does not map to a national code."""
+    from pyspark.sql import functions as F
+
+    return [rows.where(F.col(f"{c}_local").isNotNull() & F.col(c).isNull())
+            .groupBy("source", F.col(f"{c}_local").alias("local_code")).agg(F.count("*").alias("rows"))
+            .select("source", F.lit(entity.name).alias("entity"), F.lit(c).alias("code_column"), "local_code", "rows")
+            for c in entity.codes]
+
+
+def conform_silver(spark, lake_root: str) -> ConformResult:
+    """Rebuild every silver entity from bronze (idempotent: unchanged rows are not rewritten; rows
+    deleted at the source are removed). Needs the EMPI's ``silver.person_xref``."""
+
+    stats: dict[str, dict] = {}
+
+    def write(df, spec):
+        stats[spec.name] = delta.upsert(spark, df, spec, lake_root, delete_scope="true").as_dict()
+
+    orgs = conform_org_units(_bronze(spark, lake_root, "org_units")).persist()
+    write(orgs, ORG_UNITS)
+    levels = orgs.select("org_code", "township_org_code", "county_org_code")
+    xref = delta.read(spark, PERSON_XREF, lake_root).persist()
+    unmapped = []
+    for entity in ENTITIES:
+        rows = entity_rows(spark, lake_root, entity)
+        if rows is None:
+            continue
+        rows = rows.persist()
+        if entity.person:
+            rows_ok, unresolved = _attach_person(rows, xref, entity.key)
+            write(unresolved, _quarantine(entity.name))
+        else:
+            rows_ok = rows
+        unmapped += _unmapped(rows, entity)
+        out = rows_ok.join(levels, "org_code", "left")
+        lead = ["source", entity.key] + (["person_id"] if entity.person else [])
+        out = out.select(*lead, "org_code", "township_org_code", "county_org_code",
+                         *[c for c in out.columns if c not in lead and c not in
+                           ("org_code", "township_org_code", "county_org_code")])
+        write(delta.with_row_hash(out, exclude=()), SILVER[entity.name])
+        rows.unpersist()
+    if unmapped:
+        write(delta.with_row_hash(union_all(unmapped), exclude=()), UNMAPPED_CODES)
+    orgs.unpersist()
+    xref.unpersist()
+    return ConformResult(stats)

@@ -1,0 +1,91 @@
+"""Silver on a small simulated city: every entity is built from every source that delivers it
+(regional database, legacy county exports, hospital FHIR), every live bronze row is in silver or in
+quarantine with a reason, codes are national, no identifier reaches silver, and a rerun changes
+nothing."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lakehouse import delta
+from spark_jobs.conform import entities as E
+from spark_jobs.conform.silver import ORG_UNITS, SILVER, UNMAPPED_CODES, conform_silver, entity_rows
+
+pytestmark = pytest.mark.spark
+
+FHIR_FED = {e.name for e in E.ENTITIES if e.fhir}
+ICD10 = re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,2})?$")
+
+
+def _silver(spark, s, name: str):
+    return delta.read(spark, SILVER[name], s.lake_root)
+
+
+def _legacy_exports(s) -> set[str]:
+    """The bronze entities the legacy county delivered."""
+    return {d.name.split("__", 1)[1] for d in (Path(s.lake_root) / "bronze").glob("legacy_*__*")}
+
+
+def test_every_entity_from_every_source_that_delivers_it(spark, conformed_city):
+    s, _, _ = conformed_city
+    legacy = _legacy_exports(s)
+    for entity in E.ENTITIES:
+        sources = {r.source for r in _silver(spark, s, entity.name).select("source").distinct().collect()}
+        assert "regional" in sources, entity.name
+        if entity.bronze in legacy:
+            assert any(x.startswith("legacy_") for x in sources), entity.name
+        if entity.name in FHIR_FED:
+            assert any(x.startswith("fhir_") for x in sources), entity.name
+
+
+def test_every_live_bronze_row_is_in_silver_or_quarantined_with_a_reason(spark, conformed_city):
+    s, _, _ = conformed_city
+    for entity in E.ENTITIES:
+        expected = entity_rows(spark, s.lake_root, entity).count()
+        in_silver = _silver(spark, s, entity.name).count()
+        q = Path(s.lake_root) / "quarantine" / entity.name
+        quarantined = (spark.read.format("delta").load(str(q)).collect() if (q / "_delta_log").is_dir() else [])
+        assert {r.reason_code for r in quarantined} <= {"unresolved_person"}, entity.name
+        assert in_silver + len(quarantined) == expected, entity.name
+
+
+def test_columns_are_typed_and_codes_national(spark, conformed_city):
+    s, _, _ = conformed_city
+    fu = _silver(spark, s, "hypertension_followups")
+    types = dict(fu.dtypes)
+    assert (types["followup_date"], types["sbp_mmhg"], types["weight_kg"]) == ("date", "int", "double")
+    assert dict(_silver(spark, s, "family_doctor_contracts").dtypes)["is_elderly"] == "boolean"
+    visits = _silver(spark, s, "outpatient_visits")
+    legacy = visits.where("source LIKE 'legacy_%'").collect()
+    assert legacy and all(v.diagnosis_code_local for v in legacy)
+    mapped = [v for v in legacy if v.diagnosis_code is not None]
+    assert mapped and all(ICD10.match(v.diagnosis_code) for v in mapped)
+    unmapped = {(r.source, r.local_code): r.rows for r in delta.read(spark, UNMAPPED_CODES, s.lake_root).collect()
+                if r.entity == "outpatient_visits"} if delta.table_exists(spark, UNMAPPED_CODES.path(s.lake_root)) else {}
+    assert sum(unmapped.values()) == len(legacy) - len(mapped), "every unmapped local code is reported"
+    regional = visits.where("source = 'regional' AND diagnosis_code IS NOT NULL").select("diagnosis_code").collect()
+    assert regional and all(ICD10.match(v.diagnosis_code) for v in regional)
+
+
+def test_rows_carry_person_and_org_levels_never_identifiers(spark, conformed_city):
+    s, _, _ = conformed_city
+    orgs = {r.org_code: r.level for r in delta.read(spark, ORG_UNITS, s.lake_root).collect()}
+    for entity in E.ENTITIES:
+        df = _silver(spark, s, entity.name)
+        assert not {"resident_id", "name", "id_card_no", "phone", "address"} & set(df.columns), entity.name
+        if entity.person:
+            assert df.where("person_id IS NULL").count() == 0, entity.name
+        rows = df.select("org_code", "county_org_code").collect()
+        assert all(r.org_code in orgs for r in rows), entity.name
+        assert all(r.county_org_code for r in rows if orgs[r.org_code] != "city"), entity.name
+
+
+def test_a_rerun_changes_nothing(spark, conformed_city):
+    s, _, _ = conformed_city
+    tables = list(SILVER.values()) + [ORG_UNITS]
+    before = {t.name: delta.table_version(spark, t.path(s.lake_root)) for t in tables}
+    again = conform_silver(spark, s.lake_root)
+    assert not [t for t, st in again.tables.items() if st["inserted"] or st["updated"] or st["deleted"]]
+    assert {t.name: delta.table_version(spark, t.path(s.lake_root)) for t in tables} == before
