@@ -27,6 +27,7 @@ QUARANTINE_OF = {kind: _lake(f"quarantine.{kind}") for kind in SOURCE_KINDS}
 DQ_RESULTS = _lake("ops.dq_results")
 SILVER = _lake("silver")
 PERSON_IDENTITY = _lake("restricted.person_identity")
+RECORD_FLAGS = _lake("silver.record_flags")
 INDICATOR_VALUES = _lake("silver.indicator_values")
 INDICATOR_MEMBERS = _lake("silver.indicator_members")
 GOLD = _lake("gold")

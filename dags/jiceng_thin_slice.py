@@ -8,7 +8,9 @@ database, a legacy county system or the hospital's FHIR export:
 | task | does | writes (Asset) |
 |---|---|---|
 | `validate_bronze` | Great Expectations suites of the bronze tables; fails on a critical check | `ops.dq_results` |
-| `conform` | bronze → silver, pseudonymous `person_id`; identifiers only in `restricted.person_identity` | `silver`, `restricted.person_identity` |
+| `conform` | the EMPI, then bronze → silver with pseudonymous `person_id`; identifiers only in `restricted.person_identity` | `silver`, `restricted.person_identity` |
+| `validate_silver` | Great Expectations suites of the silver entity tables; fails on a critical check | `ops.dq_results` |
+| `flag_records` | record-authenticity, plausibility and timeliness checks on silver | `silver.record_flags` |
 | `compute_indicators` | the catalogued indicators with numerator, denominator and member records | `silver.indicator_values`, `silver.indicator_members` |
 | `build_gold` | `dbt build` into the gold marts | `gold` |
 | `export_serving` | gold marts → serving database (DuckDB file replaced atomically) | `serving` |
@@ -38,6 +40,7 @@ from jiceng_assets import (
     INDICATOR_REPORTS,
     INDICATOR_VALUES,
     PERSON_IDENTITY,
+    RECORD_FLAGS,
     SERVING_DB,
     SILVER,
 )
@@ -72,6 +75,18 @@ def jiceng_thin_slice():
         from lakehouse import pipeline
         return pipeline.conform()
 
+    @task(outlets=[DQ_RESULTS], pool=SPARK_POOL)
+    def validate_silver():
+        """Great Expectations suites of the silver entity tables; fails on a critical check."""
+        from lakehouse import pipeline
+        return pipeline.validate_silver()
+
+    @task(outlets=[RECORD_FLAGS], pool=SPARK_POOL)
+    def flag_records():
+        """Record-authenticity, plausibility and timeliness flags (silver.record_flags)."""
+        from lakehouse import pipeline
+        return pipeline.flag_records()
+
     @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS], pool=SPARK_POOL)
     def compute_indicators():
         """The catalogued indicators with numerator, denominator and members."""
@@ -105,6 +120,8 @@ def jiceng_thin_slice():
     chain(
         validate_bronze(),
         conform(),
+        validate_silver(),
+        flag_records(),
         compute_indicators(),
         build_gold(),
         export_serving(),

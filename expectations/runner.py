@@ -97,18 +97,29 @@ def suite_name_for(table_name: str) -> str:
     return table_name.replace(".", "__", 1)
 
 
+def _generated() -> dict:
+    """Suites built from a catalogue rather than written by hand (the silver entities)."""
+    from expectations.silver import SUITES
+
+    return SUITES
+
+
 def suite_tables(layer: str) -> list[str]:
-    """The tables of ``layer`` that have a suite (``expectations/suites/<layer>__<entity>.py``)."""
+    """The tables of ``layer`` that have a suite (``expectations/suites/<layer>__<entity>.py``, or
+    generated: :mod:`expectations.silver`)."""
     import pkgutil
 
     package = importlib.import_module(SUITES_PACKAGE)
-    return sorted(m.name.replace("__", ".", 1) for m in pkgutil.iter_modules(package.__path__)
-                  if m.name.startswith(f"{layer}__"))
+    names = {m.name for m in pkgutil.iter_modules(package.__path__)} | set(_generated())
+    return sorted(n.replace("__", ".", 1) for n in names if n.startswith(f"{layer}__"))
 
 
 def load_suite(table_name: str) -> gx.ExpectationSuite:
-    """The suite of ``table_name``, built by ``expectations/suites/<layer>__<entity>.py``."""
+    """The suite of ``table_name``, built by ``expectations/suites/<layer>__<entity>.py`` or
+    generated from a catalogue (:mod:`expectations.silver`)."""
     suite_name = suite_name_for(table_name)
+    if suite_name in _generated():
+        return _generated()[suite_name]()
     try:
         module = importlib.import_module(f"{SUITES_PACKAGE}.{suite_name}")
     except ModuleNotFoundError as exc:

@@ -6,6 +6,8 @@
     lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
     lakehouse summary                    rows per table, indicator values, where to look
     lakehouse empi evaluate              EMPI precision / recall against the simulator's ground truth
+    lakehouse quality flags | report | evaluate
+                                         record flags; reconciliation across layers; flags vs injected defects
     lakehouse ecg evaluate DIR           R-peak detection against reference annotations
 """
 from __future__ import annotations
@@ -92,9 +94,16 @@ def ingest(all_sources: bool = typer.Option(False, "--all", help="every source k
 
 
 @app.command()
-def validate() -> None:
-    """Great Expectations suites of the bronze tables; Data Docs."""
-    _print(pipeline.validate_bronze())
+def validate(layer: str = typer.Option("all", help="bronze, silver or all")) -> None:
+    """Great Expectations suites of the bronze and silver tables; Data Docs."""
+    if layer not in ("bronze", "silver", "all"):
+        raise typer.BadParameter("layer is bronze, silver or all")
+    out = {}
+    if layer in ("bronze", "all"):
+        out["bronze"] = pipeline.validate_bronze()
+    if layer in ("silver", "all"):
+        out["silver"] = pipeline.validate_silver()
+    _print(out)
 
 
 @app.command()
@@ -238,6 +247,45 @@ def empi_evaluate() -> None:
                   f"{result[f'{prefix}recall']:.4f}")
     console.print(t)
     console.print(f"{result['records']:,} records compared")
+
+
+quality_app = typer.Typer(no_args_is_help=True, help="Data quality (spark_jobs/quality).")
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("flags")
+def quality_flags() -> None:
+    """Run the record-authenticity, plausibility and timeliness checks (silver.record_flags)."""
+    _print(pipeline.flag_records())
+
+
+@quality_app.command("report")
+def quality_report() -> None:
+    """Reconciliation across layers: per bronze table, rows read, quarantined, superseded, in
+    bronze, deleted at the source, in silver; 'unaccounted' must be 0."""
+    rows = pipeline.reconcile()
+    t = Table(title="Reconciliation: where every row a source sent went")
+    cols = ("bronze_table", "read", "quarantined_on_ingest", "superseded", "unchanged", "in_bronze",
+            "deleted_at_source", "in_silver", "quarantined_on_conformance", "unaccounted")
+    for c in cols:
+        t.add_column(c.replace("_", " "))
+    for r in rows:
+        t.add_row(*[f"{r[c]:,}" if isinstance(r[c], int) else r[c] for c in cols])
+    console.print(t)
+    lost = sum(r["unaccounted"] for r in rows)
+    console.print(f"{len(rows)} tables; unaccounted rows: {lost}")
+
+
+@quality_app.command("evaluate")
+def quality_evaluate() -> None:
+    """Precision and recall of every record flag against the simulator's injected defects."""
+    t = Table(title="Record flags vs the simulator's injected defects")
+    for c in ("defect", "flag", "defects", "flags", "caught", "precision", "recall"):
+        t.add_column(c)
+    for r in pipeline.evaluate_flags():
+        t.add_row(r["defect"], r["flag"], str(r["defects"]), str(r["flags"]), str(r["caught"]),
+                  f"{r['precision']:.3f}", f"{r['recall']:.3f}")
+    console.print(t)
 
 
 def main() -> None:

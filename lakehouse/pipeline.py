@@ -19,6 +19,8 @@ STEPS = (
     "ingest",
     "validate_bronze",
     "conform",
+    "validate_silver",
+    "flag_records",
     "compute_indicators",
     "build_gold",
     "export_serving",
@@ -83,14 +85,22 @@ def interval_day(moment):
 def validate_bronze(settings: Settings | None = None) -> dict:
     """Run the Great Expectations suites of the bronze tables, store the results in
     ``ops.dq_results``, build Data Docs, and raise DataQualityError on a critical failure."""
+    return _validate_layer(settings or get_settings(), "bronze")
+
+
+def validate_silver(settings: Settings | None = None) -> dict:
+    """The same for the silver entity tables (suites generated from their catalogue)."""
+    return _validate_layer(settings or get_settings(), "silver")
+
+
+def _validate_layer(s: Settings, layer: str) -> dict:
     from expectations.runner import raise_on_critical, suite_tables, validate_many
     from lakehouse import delta, ops
     from lakehouse.tables import TableSpec
 
-    s = settings or get_settings()
     spark = _spark(s)
     frames, versions = {}, {}
-    for name in suite_tables("bronze"):
+    for name in suite_tables(layer):
         spec = TableSpec(name, keys=())
         path = spec.path(s.lake_root)
         version = delta.table_version(spark, path)
@@ -121,6 +131,35 @@ def conform(settings: Settings | None = None) -> dict:
         tables = {**empi.tables, **tables}
     return {"empi": {"records": empi.records, "persons": empi.persons, "by_rule": empi.by_rule,
                      "review_pairs": empi.review_pairs} if empi else None, "tables": tables}
+
+
+def flag_records(settings: Settings | None = None) -> dict:
+    """Record-authenticity, plausibility and timeliness checks on silver → silver.record_flags."""
+    from spark_jobs.quality.authenticity import compute_flags
+
+    s = settings or get_settings()
+    result = compute_flags(_spark(s), s.lake_root)
+    return {"flags": result.flags if result else {}}
+
+
+def reconcile(settings: Settings | None = None) -> list[dict]:
+    """Where every row went, per bronze table of a silver entity: see :mod:`spark_jobs.quality.reconcile`."""
+    from spark_jobs.quality.reconcile import reconcile as run
+
+    s = settings or get_settings()
+    return [r.as_dict() for r in run(_spark(s), s.lake_root)]
+
+
+def evaluate_flags(settings: Settings | None = None) -> list[dict]:
+    """Precision / recall of each record flag against the simulator's injected defects
+    (``defects.csv``): see :mod:`spark_jobs.quality.evaluate`."""
+    from spark_jobs.quality.evaluate import evaluate
+
+    s = settings or get_settings()
+    truth = s.ground_truth_dir / "defects.csv"
+    if not truth.is_file():
+        raise FileNotFoundError(f"no ground truth at {truth}: flags can be measured on a simulated city only")
+    return [c.as_dict() for c in evaluate(_spark(s), s.lake_root, truth)]
 
 
 def evaluate_empi(settings: Settings | None = None) -> dict:
@@ -182,8 +221,8 @@ def provision_dashboards(settings: Settings | None = None) -> dict:
     return {"output": proc.stdout.strip().splitlines()[-5:]}
 
 
-PIPELINE = ("ingest", "validate_bronze", "conform", "compute_indicators", "build_gold",
-            "export_serving", "build_reports", "provision_dashboards")
+PIPELINE = ("ingest", "validate_bronze", "conform", "validate_silver", "flag_records", "compute_indicators",
+            "build_gold", "export_serving", "build_reports", "provision_dashboards")
 
 
 def run_all(settings: Settings | None = None, steps: tuple[str, ...] = PIPELINE, on_step=None) -> dict:

@@ -13,6 +13,8 @@ the city hospital's FHIR export adds outpatient visits, inpatient stays and pres
 - ``org_code`` with its ``township_org_code`` and ``county_org_code`` from ``silver.org_units``;
 - every column typed (:data:`TYPES`): a value that does not parse becomes NULL (bronze already
   quarantined impossible dates, so NULL here means absent);
+- ``source_created_at`` / ``source_updated_at``: when the source system recorded and last changed
+  the row (what timeliness and correction checks compare with the event's own day);
 - code columns in national codes: the legacy county's local diagnosis codes mapped through its
   delivered map (``<column>_icd10``, the local code kept in ``<column>_local``); a local code
   without a mapping stays NULL and is counted in ``silver.unmapped_codes``.
@@ -40,6 +42,7 @@ class Entity:
     codes: dict[str, str] = field(default_factory=dict)   # code column → code system (legacy: mapped)
     fhir: bool = False                         # the hospital's FHIR export has rows of it too
     org: str = "org_code"                      # the source column of the institution the row belongs to
+    event: str | None = None                   # the column with the day the recorded event happened
 
 
 def _cols(spec: str) -> dict[str, str]:
@@ -54,73 +57,73 @@ def _cols(spec: str) -> dict[str, str]:
 
 ENTITIES: tuple[Entity, ...] = (
     Entity("health_archives", "archive_no", "health_archives", _cols("doctor_id created_date:date"),
-           "Electronic health archives (健康档案), one per archive number"),
+           "Electronic health archives (健康档案), one per archive number", event="created_date"),
     Entity("family_doctor_contracts", "contract_id", "family_doctor_contracts", _cols(
         "team_id doctor_id signed_date:date start_date:date end_date:date is_elderly:bool is_hypertension:bool "
         "is_diabetes:bool is_child:bool is_pregnant:bool is_disabled:bool is_poverty:bool fee_yuan:double"),
-           "Family-doctor contracts (家庭医生签约) with the key groups they cover"),
+           "Family-doctor contracts (家庭医生签约) with the key groups they cover", event="signed_date"),
     Entity("hypertension_patients", "registry_id", "hypertension_registry", _cols(
         "doctor_id diagnosed_date:date registered_date:date"),
-           "Hypertensive patients under management (高血压患者登记)"),
+           "Hypertensive patients under management (高血压患者登记)", event="registered_date"),
     Entity("hypertension_followups", "followup_id", "hypertension_followups", _cols(
         "registry_id doctor_id followup_date:date followup_type sbp_mmhg:int dbp_mmhg:int heart_rate_bpm:int "
         "weight_kg:double medication_adherence classification next_followup_date:date"),
-           "Hypertension follow-ups (高血压随访), typed"),
+           "Hypertension follow-ups (高血压随访), typed", event="followup_date"),
     Entity("diabetes_patients", "registry_id", "diabetes_registry", _cols(
         "doctor_id diagnosed_date:date registered_date:date"),
-           "Type-2 diabetes patients under management (糖尿病患者登记)"),
+           "Type-2 diabetes patients under management (糖尿病患者登记)", event="registered_date"),
     Entity("diabetes_followups", "followup_id", "diabetes_followups", _cols(
         "registry_id doctor_id followup_date:date followup_type fasting_glucose_mmol:double sbp_mmhg:int "
         "dbp_mmhg:int weight_kg:double medication_adherence classification next_followup_date:date"),
-           "Diabetes follow-ups (糖尿病随访), typed"),
+           "Diabetes follow-ups (糖尿病随访), typed", event="followup_date"),
     Entity("elderly_checkups", "checkup_id", "elderly_checkups", _cols(
         "doctor_id checkup_date:date height_cm:double weight_kg:double sbp_mmhg:int dbp_mmhg:int "
         "fasting_glucose_mmol:double has_ecg:bool has_ultrasound:bool conclusion"),
-           "Annual check-ups of residents aged 65+ (老年人健康体检)"),
+           "Annual check-ups of residents aged 65+ (老年人健康体检)", event="checkup_date"),
     Entity("child_health_checks", "check_id", "child_health_checks", _cols(
         "doctor_id check_date:date age_months:int height_cm:double weight_kg:double hemoglobin_g_l:double "
         "development"),
-           "Health checks of children aged 0-6 (儿童健康检查)"),
+           "Health checks of children aged 0-6 (儿童健康检查)", event="check_date"),
     Entity("pregnancy_registrations", "pregnancy_id", "pregnancy_registrations", _cols(
         "doctor_id registered_date:date last_menstrual_date:date gestational_weeks:int "
         "expected_delivery_date:date"),
-           "Pregnancy registrations (孕产妇建册)"),
+           "Pregnancy registrations (孕产妇建册)", event="registered_date"),
     Entity("prenatal_visits", "visit_id", "prenatal_visits", _cols(
         "pregnancy_id doctor_id visit_date:date gestational_weeks:int sbp_mmhg:int dbp_mmhg:int weight_kg:double "
         "hemoglobin_g_l:double"),
-           "Prenatal visits (产前检查)"),
+           "Prenatal visits (产前检查)", event="visit_date"),
     Entity("postpartum_visits", "visit_id", "postpartum_visits", _cols(
         "pregnancy_id doctor_id delivery_date:date visit_date:date delivery_outcome"),
-           "Postpartum visits (产后访视)"),
+           "Postpartum visits (产后访视)", event="visit_date"),
     Entity("immunizations", "immunization_id", "immunizations", _cols(
         "staff_id vaccine_code vaccine_name dose_no:int vaccinated_date:date lot_no"),
-           "Vaccinations (预防接种)"),
+           "Vaccinations (预防接种)", event="vaccinated_date"),
     Entity("outpatient_visits", "visit_id", "outpatient_visits", _cols(
         "doctor_id visit_date:date diagnosis_code diagnosis_name fee_yuan:double"),
-           "Outpatient visits (门诊就诊) with the ICD-10 diagnosis", codes={"diagnosis_code": "icd10"}, fhir=True),
+           "Outpatient visits (门诊就诊) with the ICD-10 diagnosis", event="visit_date", codes={"diagnosis_code": "icd10"}, fhir=True),
     Entity("prescriptions", "prescription_id", "prescriptions", _cols(
         "visit_id doctor_id prescribed_date:date drug_code drug_name is_essential_drug:bool is_antibiotic:bool "
         "is_iv_infusion:bool quantity:double amount_yuan:double"),
-           "Prescription lines (处方明细) with essential-drug and antibiotic flags", fhir=True),
+           "Prescription lines (处方明细) with essential-drug and antibiotic flags", event="prescribed_date", fhir=True),
     Entity("inpatient_stays", "stay_id", "inpatient_stays", _cols(
         "doctor_id admission_date:date discharge_date:date diagnosis_code diagnosis_name total_cost_yuan:double"),
-           "Inpatient stays (住院)", codes={"diagnosis_code": "icd10"}, fhir=True),
+           "Inpatient stays (住院)", event="admission_date", codes={"diagnosis_code": "icd10"}, fhir=True),
     Entity("referrals", "referral_id", "referrals", _cols(
         "direction from_org_code to_org_code doctor_id referral_date:date reason_code"),
-           "Two-way referrals (双向转诊)", org="from_org_code"),
+           "Two-way referrals (双向转诊)", event="referral_date", org="from_org_code"),
     Entity("ecg_requests", "request_id", "ecg_requests", _cols(
         "doctor_id reading_org_code requested_at:timestamp recorded_at:timestamp file_format"),
-           "Remote ECG requests (远程心电申请)"),
+           "Remote ECG requests (远程心电申请)", event="requested_at"),
     Entity("imaging_requests", "request_id", "imaging_requests", _cols(
         "doctor_id reading_org_code accession_no modality body_part requested_at:timestamp "
         "images_received_at:timestamp"),
-           "Remote imaging requests (远程影像申请)"),
+           "Remote imaging requests (远程影像申请)", event="requested_at"),
     Entity("ecg_reports", "report_id", "ecg_reports", _cols(
         "request_id reader_id reported_at:timestamp rhythm heart_rate_bpm:int conclusion"),
-           "Remote ECG reports (远程心电报告)", person=False, org="reading_org_code"),
+           "Remote ECG reports (远程心电报告)", event="reported_at", person=False, org="reading_org_code"),
     Entity("imaging_reports", "report_id", "imaging_reports", _cols(
         "request_id reader_id reported_at:timestamp findings impression"),
-           "Remote imaging reports (远程影像报告)", person=False, org="reading_org_code"),
+           "Remote imaging reports (远程影像报告)", event="reported_at", person=False, org="reading_org_code"),
 )
 BY_NAME = {e.name: e for e in ENTITIES}
 
@@ -179,7 +182,8 @@ def source_rows(df, entity: Entity, source: str):
                 cols += [col(name).alias(name), F.lit(None).cast("string").alias(f"{name}_local")]
         else:
             cols.append(col(name, typ).alias(name))
-    cols.append(col("updated_at", "timestamp").alias("source_updated_at"))
+    cols += [col("created_at", "timestamp").alias("source_created_at"),
+             col("updated_at", "timestamp").alias("source_updated_at")]
     return live.select(*cols)
 
 

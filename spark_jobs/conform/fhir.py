@@ -75,6 +75,7 @@ def rows(spark, lake_root: str, entity: Entity):
                 cols |= {"admission_date": typed("period_start_at", "timestamp").cast("date"),
                          "discharge_date": typed("period_end_at", "timestamp").cast("date"),
                          "total_cost_yuan": F.lit(None).cast("double")}
+            cols["source_created_at"] = F.lit(None).cast("timestamp")      # FHIR sends no entry time
             cols["source_updated_at"] = typed("updated_at", "timestamp")
             frames.append(e.select(*common, *[c.alias(n) for n, c in cols.items()]))
         elif entity.name == "prescriptions":
@@ -97,6 +98,7 @@ def rows(spark, lake_root: str, entity: Entity):
                 "drug_code": F.col("drug_code"), "drug_name": F.col("drug_name"), "is_essential_drug": essential,
                 "is_antibiotic": none["bool"], "is_iv_infusion": none["bool"],
                 "quantity": typed("quantity", "double"), "amount_yuan": none["double"],
+                "source_created_at": F.lit(None).cast("timestamp"),
                 "source_updated_at": typed("updated_at", "timestamp"),
             }
             frames.append(mr.select(*common, *[c.alias(n) for n, c in cols.items()]))

@@ -89,3 +89,23 @@ def test_a_rerun_changes_nothing(spark, conformed_city):
     again = conform_silver(spark, s.lake_root)
     assert not [t for t, st in again.tables.items() if st["inserted"] or st["updated"] or st["deleted"]]
     assert {t.name: delta.table_version(spark, t.path(s.lake_root)) for t in tables} == before
+
+
+def test_silver_suites_pass_and_catch_a_broken_table(spark, conformed_city, tmp_path):
+    from expectations.runner import validate
+    from lakehouse import pipeline
+    from pyspark.sql import functions as F
+
+    s, _, _ = conformed_city
+    result = pipeline.validate_silver(s)          # raises on a critical failure
+    assert set(result["tables"]) == {f"silver.{e.name}" for e in E.ENTITIES}
+    assert Path(result["data_docs"]).is_file()
+    # the pipeline wrote person_id and a unique key: a table without them fails critically
+    fu = _silver(spark, s, "hypertension_followups")
+    first = fu.select("followup_id").first()[0]
+    broken = fu.withColumn("person_id", F.when(F.col("followup_id") == first, None).otherwise(F.col("person_id")))
+    broken = broken.unionByName(fu.where(F.col("followup_id") == first))
+    outcome = validate(spark, "silver.hypertension_followups", broken, tmp_path / "docs")
+    failed = {(r["expectation_type"], r["column"]) for r in outcome.critical_failures}
+    assert ("expect_column_values_to_not_be_null", "person_id") in failed
+    assert ("expect_column_values_to_be_unique", "followup_id") in failed
