@@ -43,6 +43,7 @@ class Entity:
     fhir: bool = False                         # the hospital's FHIR export has rows of it too
     org: str = "org_code"                      # the source column of the institution the row belongs to
     event: str | None = None                   # the column with the day the recorded event happened
+    timely: bool = True                        # uploaded on its own (not as part of another record)
 
 
 def _cols(spec: str) -> dict[str, str]:
@@ -104,10 +105,11 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("prescriptions", "prescription_id", "prescriptions", _cols(
         "visit_id doctor_id prescribed_date:date drug_code drug_name is_essential_drug:bool is_antibiotic:bool "
         "is_iv_infusion:bool quantity:double amount_yuan:double"),
-           "Prescription lines (处方明细) with essential-drug and antibiotic flags", event="prescribed_date", fhir=True),
+           "Prescription lines (处方明细) with essential-drug and antibiotic flags", event="prescribed_date", fhir=True,
+           timely=False),
     Entity("inpatient_stays", "stay_id", "inpatient_stays", _cols(
         "doctor_id admission_date:date discharge_date:date diagnosis_code diagnosis_name total_cost_yuan:double"),
-           "Inpatient stays (住院)", event="admission_date", codes={"diagnosis_code": "icd10"}, fhir=True),
+           "Inpatient stays (住院)", event="discharge_date", codes={"diagnosis_code": "icd10"}, fhir=True),
     Entity("referrals", "referral_id", "referrals", _cols(
         "direction from_org_code to_org_code doctor_id referral_date:date reason_code"),
            "Two-way referrals (双向转诊)", event="referral_date", org="from_org_code"),

@@ -69,7 +69,7 @@ def _flags(df, entity: str, key: str, flag: str, category: str, reason, evidence
     from pyspark.sql import functions as F
 
     def opt(c: str, typ: str = "string"):
-        return F.col(c) if c in df.columns else F.lit(None).cast(typ)
+        return F.col(c) if c in df.columns else F.lit(None).cast(typ).alias(c)
 
     return df.select(
         "source", F.lit(entity).alias("entity"), F.col(key).cast("string").alias("record_id"),
@@ -209,8 +209,9 @@ def compute_flags(spark, lake_root: str) -> FlagResult | None:
         vit = impossible_vitals(df)
         out = [("impossible_vitals", "plausibility", vit)] if vit else []
         future, late = timeliness(df, entity.event)
-        out += [("future_date", "timeliness", future), ("late_upload", "timeliness", late),
-                ("corrected", "history", corrected(df))]
+        out += [("future_date", "timeliness", future), ("corrected", "history", corrected(df))]
+        if entity.timely:   # a prescription line is uploaded with its visit: the visit carries the flag
+            out.append(("late_upload", "timeliness", late))
         for flag, category, (rows, reason, evidence) in out:
             frames.append(_flags(rows, entity.bronze, entity.key, flag, category, reason, evidence, entity.event))
         for source, path in bronze_sources(lake_root, entity):
@@ -235,7 +236,8 @@ def compute_flags(spark, lake_root: str) -> FlagResult | None:
 
 def _identity_flags(spark, lake_root: str) -> list:
     """``invalid_id_card`` from the EMPI's ID status; ``duplicate_registration`` on every resident
-    registration of a person but the first one recorded."""
+    registration of a person but the first one recorded; ``corrected`` for resident registrations
+    (not a silver entity: identities live in the EMPI)."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
@@ -249,12 +251,17 @@ def _identity_flags(spark, lake_root: str) -> list:
                   F.format_string("身份证号不合规（%s），按姓名、出生日期等匹配到人", F.col("id_card_status")),
                   F.struct("id_card_status", "match_rule"), None)]
     created = union_all([
-        spark.read.format("delta").load(str(d)).select(
+        spark.read.format("delta").load(str(d)).where(F.col("is_deleted").try_cast("int") == 0).select(
             F.lit(d.name.split("__", 1)[0]).alias("source"), F.col("resident_id").alias("source_record_id"),
-            F.col("created_at").alias("registered_at"))
+            F.col("created_at").alias("registered_at"), F.col("updated_at").alias("changed_at"))
         for d in sorted((Path(lake_root) / "bronze").glob("*__residents")) if (d / "_delta_log").is_dir()])
     if created is not None:
         r = residents.join(created, ["source", "source_record_id"])
+        changed = r.where(F.col("changed_at") > F.col("registered_at"))
+        out.append(_flags(changed.withColumnRenamed("source_record_id", "resident_id"), "residents", "resident_id",
+                          "corrected", "history", F.format_string("录入后于%s被修改", F.col("changed_at")),
+                          F.struct(F.col("registered_at").alias("source_created_at"),
+                                   F.col("changed_at").alias("source_updated_at")), None))
         w = Window.partitionBy("person_id").orderBy("registered_at", "source", "source_record_id")
         r = (r.withColumn("__first", F.first(F.concat_ws("|", "source", "source_record_id")).over(w))
              .withColumn("__rn", F.row_number().over(w)).where("__rn > 1"))

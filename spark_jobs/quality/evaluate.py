@@ -3,8 +3,9 @@
 A defect class of the ground truth (``defects.csv``: source, entity, record key, defect) is caught
 by one flag of :mod:`spark_jobs.quality.authenticity` (:data:`DEFECT_FLAGS`). Over the records of
 the regional database and the legacy systems that reached bronze (a record quarantined on ingest is
-counted there, not here; the hospital's FHIR export carries no entry time, so its timeliness and
-correction defects are out of reach), per class: precision = flagged defects / flags, recall =
+counted there, not here; a record deleted at the source counts only for ``deleted``; the hospital's
+FHIR export carries no entry time, so its timeliness and correction defects are out of reach), per
+class: precision = flagged defects / flags, recall =
 flagged defects / defects.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ class ClassScore:
 
 
 def _in_bronze(spark, lake_root: str):
-    """(source, entity, record_key) of every record in a regional or legacy bronze table."""
+    """(source, entity, record_key, deleted) of every record in a regional or legacy bronze table."""
     from pyspark.sql import functions as F
 
     frames = []
@@ -56,7 +57,8 @@ def _in_bronze(spark, lake_root: str):
         if entity in KEYS and (source == "regional" or source.startswith("legacy_")) and (d / "_delta_log").is_dir():
             frames.append(spark.read.format("delta").load(str(d)).select(
                 F.lit(source).alias("source"), F.lit(entity).alias("entity"),
-                F.col(KEYS[entity]).cast("string").alias("record_key")))
+                F.col(KEYS[entity]).cast("string").alias("record_key"),
+                (F.col("is_deleted").try_cast("int") == 1).alias("deleted")))
     return union_all(frames)
 
 
@@ -66,7 +68,9 @@ def evaluate(spark, lake_root: str, defects_csv: Path) -> list[ClassScore]:
     truth = (spark.read.option("header", True).csv(str(defects_csv))
              .where(F.col("defect").isin(*DEFECT_FLAGS)).select("source", "entity", "record_key", "defect"))
     present = _in_bronze(spark, lake_root)
-    truth = truth.join(present, ["source", "entity", "record_key"]).distinct().persist()
+    # a record deleted at the source is out of silver's checks: only its deletion is flagged
+    truth = (truth.join(present, ["source", "entity", "record_key"])
+             .where(~F.col("deleted") | (F.col("defect") == "deleted")).drop("deleted").distinct().persist())
     flags = (delta.read(spark, RECORD_FLAGS, lake_root)
              .where((F.col("source") == "regional") | F.col("source").startswith("legacy_"))
              .select("source", "entity", F.col("record_id").alias("record_key"), "flag").persist())
