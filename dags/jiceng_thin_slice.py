@@ -7,10 +7,11 @@ database, a legacy county system or the hospital's FHIR export:
 
 | task | does | writes (Asset) |
 |---|---|---|
-| `validate_bronze` | Great Expectations suites of the bronze tables; fails on a critical check | `ops.dq_results` |
+| `validate_bronze` | Great Expectations suites of every bronze table; a table failing a critical check is held (its downstream keeps its last good state, the rest flows on; listed in the task's XCom and log) | `ops.dq_results` |
 | `conform` | the EMPI, then bronze → silver with pseudonymous `person_id`; identifiers only in `restricted.person_identity` | `silver`, `restricted.person_identity` |
-| `validate_silver` | Great Expectations suites of the silver entity tables; fails on a critical check | `ops.dq_results` |
+| `validate_silver` | Great Expectations suites of the silver entity tables; holds a failing table the same way | `ops.dq_results` |
 | `flag_records` | record-authenticity, plausibility and timeliness checks on silver | `silver.record_flags` |
+| `score_quality` | data-quality scorecard per institution and month | `silver.dq_scorecard` |
 | `compute_indicators` | the catalogued indicators with numerator, denominator and member records | `silver.indicator_values`, `silver.indicator_members` |
 | `build_gold` | `dbt build` into the gold marts | `gold` |
 | `export_serving` | gold marts → serving database (DuckDB file replaced atomically) | `serving` |
@@ -35,6 +36,7 @@ from jiceng_assets import (
     BRONZE_OF,
     DASHBOARDS,
     DQ_RESULTS,
+    DQ_SCORECARD,
     GOLD,
     INDICATOR_MEMBERS,
     INDICATOR_REPORTS,
@@ -65,7 +67,7 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
 def jiceng_thin_slice():
     @task(outlets=[DQ_RESULTS], pool=SPARK_POOL)
     def validate_bronze():
-        """Great Expectations suites of the bronze tables; fails on a critical check."""
+        """Great Expectations suites of every bronze table; a table failing a critical check is held."""
         from lakehouse import pipeline
         return pipeline.validate_bronze()
 
@@ -77,7 +79,7 @@ def jiceng_thin_slice():
 
     @task(outlets=[DQ_RESULTS], pool=SPARK_POOL)
     def validate_silver():
-        """Great Expectations suites of the silver entity tables; fails on a critical check."""
+        """Great Expectations suites of the silver entity tables; a failing table is held."""
         from lakehouse import pipeline
         return pipeline.validate_silver()
 
@@ -86,6 +88,12 @@ def jiceng_thin_slice():
         """Record-authenticity, plausibility and timeliness flags (silver.record_flags)."""
         from lakehouse import pipeline
         return pipeline.flag_records()
+
+    @task(outlets=[DQ_SCORECARD], pool=SPARK_POOL)
+    def score_quality():
+        """The data-quality scorecard per institution and month (silver.dq_scorecard)."""
+        from lakehouse import pipeline
+        return pipeline.score_quality()
 
     @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS], pool=SPARK_POOL)
     def compute_indicators():
@@ -122,6 +130,7 @@ def jiceng_thin_slice():
         conform(),
         validate_silver(),
         flag_records(),
+        score_quality(),
         compute_indicators(),
         build_gold(),
         export_serving(),

@@ -104,30 +104,42 @@ def _generated() -> dict:
     return SUITES
 
 
-def suite_tables(layer: str) -> list[str]:
-    """The tables of ``layer`` that have a suite (``expectations/suites/<layer>__<entity>.py``, or
-    generated: :mod:`expectations.silver`)."""
+def _hand_written() -> set[str]:
     import pkgutil
 
     package = importlib.import_module(SUITES_PACKAGE)
-    names = {m.name for m in pkgutil.iter_modules(package.__path__)} | set(_generated())
-    return sorted(n.replace("__", ".", 1) for n in names if n.startswith(f"{layer}__"))
+    return {m.name for m in pkgutil.iter_modules(package.__path__)}
 
 
-def load_suite(table_name: str) -> gx.ExpectationSuite:
-    """The suite of ``table_name``, built by ``expectations/suites/<layer>__<entity>.py`` or
-    generated from a catalogue (:mod:`expectations.silver`)."""
+def suite_tables(layer: str, lake_root: str | None = None) -> list[str]:
+    """The tables of ``layer`` that have a suite: hand-written
+    (``expectations/suites/<layer>__<entity>.py``), generated from the silver catalogue
+    (:mod:`expectations.silver`), and, given ``lake_root``, every bronze table there that a
+    connector declares (:mod:`expectations.bronze`)."""
+    names = {n.replace("__", ".", 1) for n in _hand_written() | set(_generated())}
+    if lake_root is not None and layer == "bronze":
+        from expectations.bronze import keys_of
+
+        base = Path(lake_root) / "bronze"
+        found = sorted(d.name for d in base.iterdir() if (d / "_delta_log").is_dir()) if base.is_dir() else []
+        names |= {f"bronze.{n}" for n in found if keys_of(f"bronze.{n}") is not None}
+    return sorted(n for n in names if n.startswith(f"{layer}."))
+
+
+def load_suite(table_name: str, columns: list[str] | None = None) -> gx.ExpectationSuite:
+    """The suite of ``table_name``: built by ``expectations/suites/<layer>__<entity>.py``, generated
+    from the silver catalogue (:mod:`expectations.silver`), or, for another bronze table with
+    ``columns``, generated from its connector's declaration (:mod:`expectations.bronze`)."""
     suite_name = suite_name_for(table_name)
     if suite_name in _generated():
         return _generated()[suite_name]()
-    try:
-        module = importlib.import_module(f"{SUITES_PACKAGE}.{suite_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{SUITES_PACKAGE}.{suite_name}":
-            raise
-        raise LookupError(
-            f"no expectation suite for {table_name}: expected {SUITES_PACKAGE}.{suite_name}"
-        ) from exc
+    if suite_name not in _hand_written():
+        if table_name.startswith("bronze.") and columns is not None:
+            from expectations.bronze import build_bronze_suite
+
+            return build_bronze_suite(table_name, list(columns))
+        raise LookupError(f"no expectation suite for {table_name}: expected {SUITES_PACKAGE}.{suite_name}")
+    module = importlib.import_module(f"{SUITES_PACKAGE}.{suite_name}")
     suite = module.build_suite()
     if suite.name != suite_name:
         raise ValueError(f"{module.__name__}.build_suite() returned suite {suite.name!r}")
@@ -273,7 +285,7 @@ def _run(
     data_docs_dir: Path,
     resources: list | None = None,
 ) -> ValidationOutcome:
-    suite = context.suites.add_or_update(load_suite(table_name))
+    suite = context.suites.add_or_update(load_suite(table_name, df.columns))
     datasource = context.data_sources.get(DATASOURCE)
     asset = datasource.add_dataframe_asset(name=table_name)
     batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)

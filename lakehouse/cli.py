@@ -104,6 +104,11 @@ def validate(layer: str = typer.Option("all", help="bronze, silver or all")) -> 
     if layer in ("silver", "all"):
         out["silver"] = pipeline.validate_silver()
     _print(out)
+    held = {t: f for o in out.values() for t, f in o["held"].items()}
+    if held:
+        console.print(f"[red]{len(held)} table(s) held by a failed critical expectation; the steps that "
+                      f"build on them keep their last good state:[/red] {', '.join(sorted(held))}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -260,9 +265,12 @@ def quality_flags() -> None:
 
 
 @quality_app.command("report")
-def quality_report() -> None:
-    """Reconciliation across layers: per bronze table, rows read, quarantined, superseded, in
-    bronze, deleted at the source, in silver; 'unaccounted' must be 0."""
+def quality_report(month: str = typer.Option(None, help="scorecard month YYYY-MM (default: the latest)"),
+                   worst: int = typer.Option(15, help="scorecard rows to print, worst score first")) -> None:
+    """Reconciliation across layers (per bronze table: rows read, quarantined, superseded, in
+    bronze, deleted at the source, in silver; 'unaccounted' must be 0), the data-quality
+    scorecard per institution, tables held by a failed critical expectation, and where the Data
+    Docs are."""
     rows = pipeline.reconcile()
     t = Table(title="Reconciliation: where every row a source sent went")
     cols = ("bronze_table", "read", "quarantined_on_ingest", "superseded", "unchanged", "in_bronze",
@@ -274,6 +282,40 @@ def quality_report() -> None:
     console.print(t)
     lost = sum(r["unaccounted"] for r in rows)
     console.print(f"{len(rows)} tables; unaccounted rows: {lost}")
+    _print_scorecard(month, worst)
+    held = pipeline.held()
+    console.print(f"held tables (a failed critical expectation): {', '.join(sorted(held)) if held else 'none'}")
+    docs = pipeline.paths()["data_docs"]
+    console.print(f"Data Docs: {docs.as_uri() if docs.is_file() else f'{docs} (not built yet: lakehouse validate)'}")
+
+
+@quality_app.command("scorecard")
+def quality_scorecard(month: str = typer.Option(None, help="month YYYY-MM (default: the latest)"),
+                      worst: int = typer.Option(0, help="rows to print, worst score first (0: all)")) -> None:
+    """The data-quality scorecard per institution and month (silver.dq_scorecard)."""
+    _print_scorecard(month, worst)
+
+
+def _print_scorecard(month: str | None, worst: int) -> None:
+    rows = pipeline.scorecard()
+    if not rows:
+        console.print("no scorecard yet: run the pipeline (lakehouse quality flags, then score_quality)")
+        return
+    month = month or max(r["month"] for r in rows if r["month"] != "unknown")
+    rows = [r for r in rows if r["month"] == month]
+    t = Table(title=f"Data-quality scorecard {month} (数据质量评分), worst first: {len(rows)} institutions")
+    for c in ("institution", "records", "completeness", "timeliness", "conformance", "authenticity",
+              "authenticity flags", "score"):
+        t.add_column(c)
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for r in rows[:worst or None]:
+        t.add_row(f"{r['org_name'] or ''} {r['org_code']}", f"{r['records']:,}", pct(r["completeness"]),
+                  pct(r["timeliness"]), pct(r["conformance"]), pct(r["authenticity"]),
+                  str(r["authenticity_flags"]), f"{r['score']:.1f}")
+    console.print(t)
 
 
 @quality_app.command("evaluate")

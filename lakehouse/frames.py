@@ -10,3 +10,15 @@ def union_all(frames: list):
     for f in frames[1:]:
         out = out.unionByName(f)
     return out
+
+
+def deleted_column():
+    """True for a source tombstone: ``is_deleted`` is 1 (as a number or a string)."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.col("is_deleted").try_cast("int"), F.lit(0)) == 1
+
+
+def live(df):
+    """The rows of ``df`` not deleted at the source (all rows when it has no ``is_deleted``)."""
+    return df.where(~deleted_column()) if "is_deleted" in df.columns else df

@@ -85,3 +85,29 @@ def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteSta
     df = spark.createDataFrame([{c: r.get(c) for c in DQ_RESULTS.columns} for r in rows], DQ_RESULTS.schema)
     df = df.dropDuplicates(["result_key"])
     return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DQ_RESULTS, lake_root)
+
+
+def held_tables(spark, lake_root: str) -> dict[str, list[str]]:
+    """Tables held back by a failed critical expectation: ``{table: [failure, ...]}``.
+
+    A table is held when the results of its latest validated Delta version (in ``ops.dq_results``)
+    include a failed critical expectation. Steps downstream of a held table leave what they derive
+    from it as it was (the last good state) and report it; every other table flows on. Validating
+    a repaired version releases it.
+    """
+    from pyspark.sql import functions as F
+
+    path = DQ_RESULTS.path(lake_root)
+    if not delta.table_exists(spark, path):
+        return {}
+    results = spark.read.format("delta").load(path)
+    latest = results.groupBy("table_name").agg(F.max("table_version").alias("table_version"))
+    failed = (results.join(latest, ["table_name", "table_version"])
+              .where((F.col("severity") == "critical") & ~F.col("success")).collect())
+    held: dict[str, list[str]] = {}
+    for row in failed:
+        target = f"({row.column})" if row.column else ""
+        count = f": {row.unexpected_count} unexpected rows" if row.unexpected_count is not None else (
+            f": observed {row.observed_value}" if row.observed_value is not None else "")
+        held.setdefault(row.table_name, []).append(f"v{row.table_version} {row.expectation_type}{target}{count}")
+    return held

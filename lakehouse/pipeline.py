@@ -21,6 +21,7 @@ STEPS = (
     "conform",
     "validate_silver",
     "flag_records",
+    "score_quality",
     "compute_indicators",
     "build_gold",
     "export_serving",
@@ -82,64 +83,115 @@ def interval_day(moment):
     return local.date()
 
 
-def validate_bronze(settings: Settings | None = None) -> dict:
-    """Run the Great Expectations suites of the bronze tables, store the results in
-    ``ops.dq_results``, build Data Docs, and raise DataQualityError on a critical failure."""
-    return _validate_layer(settings or get_settings(), "bronze")
+def validate_bronze(settings: Settings | None = None, tables: list[str] | None = None) -> dict:
+    """Run the Great Expectations suites of the bronze tables (or of ``tables``), store the results
+    in ``ops.dq_results`` and build Data Docs. A table with a failed critical expectation is
+    *held*: the steps that build on it leave what they derive from it as it was, every other table
+    flows on (see :func:`lakehouse.ops.held_tables`); the summary lists the held tables."""
+    return _validate_layer(settings or get_settings(), "bronze", tables)
 
 
-def validate_silver(settings: Settings | None = None) -> dict:
+def validate_silver(settings: Settings | None = None, tables: list[str] | None = None) -> dict:
     """The same for the silver entity tables (suites generated from their catalogue)."""
-    return _validate_layer(settings or get_settings(), "silver")
+    return _validate_layer(settings or get_settings(), "silver", tables)
 
 
-def _validate_layer(s: Settings, layer: str) -> dict:
-    from expectations.runner import raise_on_critical, suite_tables, validate_many
+def _validate_layer(s: Settings, layer: str, only: list[str] | None = None) -> dict:
+    import logging
+
+    from expectations.runner import describe, suite_tables, validate_many
     from lakehouse import delta, ops
     from lakehouse.tables import TableSpec
 
     spark = _spark(s)
     frames, versions = {}, {}
-    for name in suite_tables(layer):
+    for name in suite_tables(layer, s.lake_root):
+        if only is not None and name not in only:
+            continue
         spec = TableSpec(name, keys=())
-        path = spec.path(s.lake_root)
-        version = delta.table_version(spark, path)
+        version = delta.table_version(spark, spec.path(s.lake_root))
         if version is None:
             continue
         frames[spec.name] = delta.read(spark, spec, s.lake_root, version=version)
         versions[spec.name] = version
     outcomes = validate_many(spark, frames, s.data_docs_dir, s.gx_dir, versions)
     ops.record_dq_results(spark, s.lake_root, [row for o in outcomes for row in o.results_rows])
-    raise_on_critical(outcomes)
+    held = {o.table: [describe(r) for r in o.critical_failures] for o in outcomes if o.critical_failures}
+    for table, failures in held.items():
+        logging.getLogger(__name__).error("held %s (downstream steps keep its last good state): %s",
+                                          table, "; ".join(failures))
     return {
         "data_docs": str(s.data_docs_dir / "index.html"),
         "tables": {o.table: {"success": o.success, "warnings": len(o.warnings)} for o in outcomes},
+        "held": held,
     }
 
 
 def conform(settings: Settings | None = None) -> dict:
     """Bronze → silver: the EMPI links every identity record to a pseudonymous person_id (and
-    writes restricted.person_identity), then the entities are conformed."""
+    writes restricted.person_identity), then the entities are conformed. A bronze table held by a
+    failed critical expectation (:func:`lakehouse.ops.held_tables`) stops only what is built
+    from it: the EMPI keeps its last links when an identity table is held, a silver entity its
+    last good table when one of its inputs is."""
+    from pathlib import Path
+
+    from lakehouse import ops
     from spark_jobs.conform.silver import conform_silver
     from spark_jobs.empi.match import run_empi
+    from spark_jobs.empi.records import bronze_tables
 
     s = settings or get_settings()
     spark = _spark(s)
-    empi = run_empi(spark, s.lake_root, s.pseudonym_key)
-    tables = conform_silver(spark, s.lake_root).tables
+    held = ops.held_tables(spark, s.lake_root)
+    identity = {f"bronze.{Path(path).name}" for _, _, path in bronze_tables(s.lake_root)}
+    empi_held = {t: held[t] for t in sorted(identity & set(held))}
+    empi = None if empi_held else run_empi(spark, s.lake_root, s.pseudonym_key)
+    silver = conform_silver(spark, s.lake_root, held=held)
+    tables = silver.tables
     if empi is not None:
         tables = {**empi.tables, **tables}
     return {"empi": {"records": empi.records, "persons": empi.persons, "by_rule": empi.by_rule,
-                     "review_pairs": empi.review_pairs} if empi else None, "tables": tables}
+                     "review_pairs": empi.review_pairs} if empi else None,
+            "tables": tables, "unchanged_inputs": silver.unchanged_inputs,
+            "held": {**({"empi": [f"{t}: {'; '.join(f)}" for t, f in empi_held.items()]} if empi_held else {}),
+                     **silver.held}}
 
 
 def flag_records(settings: Settings | None = None) -> dict:
     """Record-authenticity, plausibility and timeliness checks on silver → silver.record_flags."""
+    from lakehouse import ops
     from spark_jobs.quality.authenticity import compute_flags
 
     s = settings or get_settings()
-    result = compute_flags(_spark(s), s.lake_root)
-    return {"flags": result.flags if result else {}}
+    spark = _spark(s)
+    held = {t: f for t, f in ops.held_tables(spark, s.lake_root).items() if t.startswith("silver.")}
+    result = compute_flags(spark, s.lake_root, held=frozenset(held))
+    return {"flags": result.flags if result else {}, "held": held}
+
+
+def score_quality(settings: Settings | None = None) -> dict:
+    """The data-quality scorecard per institution and month → silver.dq_scorecard (see
+    :mod:`spark_jobs.quality.scorecard`)."""
+    from spark_jobs.quality.scorecard import compute_scorecard
+
+    s = settings or get_settings()
+    return {"scorecard": compute_scorecard(_spark(s), s.lake_root)}
+
+
+def scorecard(settings: Settings | None = None, month: str | None = None) -> list[dict]:
+    """The scorecard's rows, worst score first."""
+    from spark_jobs.quality.scorecard import read_scorecard
+
+    s = settings or get_settings()
+    return read_scorecard(_spark(s), s.lake_root, month)
+
+
+def held(settings: Settings | None = None) -> dict[str, list[str]]:
+    """Tables held by a failed critical expectation: see :func:`lakehouse.ops.held_tables`."""
+    from lakehouse import ops
+
+    s = settings or get_settings()
+    return ops.held_tables(_spark(s), s.lake_root)
 
 
 def reconcile(settings: Settings | None = None) -> list[dict]:
@@ -175,11 +227,14 @@ def evaluate_empi(settings: Settings | None = None) -> dict:
 
 
 def compute_indicators(settings: Settings | None = None) -> dict:
-    """Compute the catalogued indicators with numerator, denominator and members."""
+    """Compute the catalogued indicators with numerator, denominator and members; an indicator
+    with a held input (a failed critical expectation) keeps its last values."""
+    from lakehouse import ops
     from spark_jobs.indicators.engine import compute
 
     s = settings or get_settings()
-    return {"indicators": compute(_spark(s), s.lake_root)}
+    spark = _spark(s)
+    return {"indicators": compute(spark, s.lake_root, held=ops.held_tables(spark, s.lake_root))}
 
 
 def build_gold(settings: Settings | None = None) -> dict:
@@ -221,7 +276,8 @@ def provision_dashboards(settings: Settings | None = None) -> dict:
     return {"output": proc.stdout.strip().splitlines()[-5:]}
 
 
-PIPELINE = ("ingest", "validate_bronze", "conform", "validate_silver", "flag_records", "compute_indicators",
+PIPELINE = ("ingest", "validate_bronze", "conform", "validate_silver", "flag_records", "score_quality",
+            "compute_indicators",
             "build_gold", "export_serving", "build_reports", "provision_dashboards")
 
 

@@ -28,6 +28,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehouse.frames import live
+
 TYPES = ("string", "date", "timestamp", "int", "double", "bool")
 
 
@@ -170,7 +172,6 @@ def source_rows(df, entity: Entity, source: str):
     def col(name: str, typ: str = "string"):
         return typed(name, typ) if name in df.columns else F.lit(None).cast(_spark_type(typ))
 
-    live = df.where(F.coalesce(F.col("is_deleted").try_cast("int"), F.lit(0)) == 0)
     cols = [F.lit(source).alias("source"), col(entity.key).alias(entity.key)]
     if entity.person:
         cols.append(col("resident_id").alias("resident_id"))
@@ -186,7 +187,7 @@ def source_rows(df, entity: Entity, source: str):
             cols.append(col(name, typ).alias(name))
     cols += [col("created_at", "timestamp").alias("source_created_at"),
              col("updated_at", "timestamp").alias("source_updated_at")]
-    return live.select(*cols)
+    return live(df).select(*cols)
 
 
 def _spark_type(typ: str) -> str:

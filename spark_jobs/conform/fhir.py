@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lakehouse.frames import union_all
+from lakehouse.frames import live, union_all
 from spark_jobs.conform.entities import Entity, typed
 
 
@@ -25,9 +25,7 @@ def _tables(lake_root: str, entity: str) -> list[tuple[str, str]]:
 
 
 def _live(spark, path: str):
-    from pyspark.sql import functions as F
-
-    return spark.read.format("delta").load(path).where(F.coalesce(F.col("is_deleted").try_cast("int"), F.lit(0)) == 0)
+    return live(spark.read.format("delta").load(path))
 
 
 def _first_diagnosis(spark, lake_root: str, source: str):

@@ -9,10 +9,13 @@ be attributed to a person (their resident row was quarantined at bronze) go to
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from lakehouse import delta
-from lakehouse.frames import union_all
+from lakehouse import delta, ops
+from lakehouse.frames import live, union_all
 from lakehouse.quarantine import quarantine_rows
 from lakehouse.tables import TableSpec, register
 from spark_jobs.conform import fhir
@@ -40,23 +43,25 @@ def _quarantine(entity: str) -> TableSpec:
 
 @dataclass
 class ConformResult:
-    tables: dict[str, dict]
+    tables: dict[str, dict]                               # silver table → write stats
+    unchanged_inputs: list[str] = field(default_factory=list)   # entities skipped: inputs as last run
+    held: dict[str, list[str]] = field(default_factory=dict)    # entities held: input → failures
+
+
+# what makes a silver table what it is besides its inputs: bump when conformance logic changes
+# without a change to the entity's catalogue entry, so every table is rebuilt once
+CONFORM_LOGIC_VERSION = "2"
 
 
 def _bronze(spark, lake_root: str, entity: str):
     return spark.read.format("delta").load(f"{lake_root}/bronze/regional__{entity}")
 
 
-def _live(df):
-    """Rows not soft-deleted at the source."""
-    return df.where("is_deleted = 0")
-
-
 def conform_org_units(bronze_org):
     """Every org unit with the township and county it belongs to (by walking the tree)."""
     from pyspark.sql import functions as F
 
-    o = _live(bronze_org).select("org_code", "org_name", "org_type", "level", "parent_code", "area_code")
+    o = live(bronze_org).select("org_code", "org_name", "org_type", "level", "parent_code", "area_code")
     parent = o.select(F.col("org_code").alias("p_code"), F.col("level").alias("p_level"),
                       F.col("parent_code").alias("p_parent"))
     o = o.join(parent, o.parent_code == parent.p_code, "left")
@@ -116,21 +121,63 @@ def _unmapped(rows, entity: Entity) -> list:
             for c in entity.codes]
 
 
-def conform_silver(spark, lake_root: str) -> ConformResult:
-    """Rebuild every silver entity from bronze (idempotent: unchanged rows are not rewritten; rows
-    deleted at the source are removed). Needs the EMPI's ``silver.person_xref``."""
+def input_tables(lake_root: str, entity: Entity) -> list[str]:
+    """The tables a silver entity is built from (``layer.name``), as the lake holds them now."""
+    tables = [f"bronze.{Path(path).name}" for _, path in bronze_sources(lake_root, entity)]
+    if entity.fhir:
+        for kind in ("encounter", "condition", "medication_request"):
+            tables += [f"bronze.{source}__{kind}" for source, _ in fhir._tables(lake_root, kind)]
+        if (Path(lake_root) / "bronze" / "reference__essential_drugs" / "_delta_log").is_dir():
+            tables.append("bronze.reference__essential_drugs")
+    tables.append("bronze.regional__org_units")
+    if entity.person:
+        tables.append(PERSON_XREF.name)
+    return tables
 
+
+def _build_state(spark, lake_root: str, entity: Entity) -> str:
+    """The Delta version of every input and of the silver table itself, and a digest of the
+    entity's definition, as one string: equal to the state recorded after the last build means
+    a rebuild would produce the table as it is."""
+    versions = {t: delta.table_version(spark, f"{lake_root}/{t.replace('.', '/', 1)}")
+                for t in [*input_tables(lake_root, entity), SILVER[entity.name].name]}
+    logic = hashlib.sha256(f"{CONFORM_LOGIC_VERSION}|{entity!r}".encode()).hexdigest()[:16]
+    return json.dumps({"tables": versions, "logic": logic}, sort_keys=True)
+
+
+def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = None,
+                   force: bool = False) -> ConformResult:
+    """Bring every silver entity up to date with bronze.
+
+    An entity whose inputs (:func:`input_tables`) have the Delta versions of its last build is
+    skipped; otherwise it is rebuilt from bronze and MERGEd, so only rows whose content changed
+    are rewritten and rows deleted at the source are removed (a rerun changes nothing). An entity
+    with an input in ``held`` (a failed critical expectation: :func:`lakehouse.ops.held_tables`)
+    keeps its last good silver table. ``force`` rebuilds every entity. Needs the EMPI's
+    ``silver.person_xref``.
+    """
+    held = held or {}
     stats: dict[str, dict] = {}
+    result = ConformResult(stats)
+    states = {} if force else ops.get_watermarks(spark, lake_root, "silver")
+    done: list[tuple[str, str, str, str | None]] = []
 
     def write(df, spec):
         stats[spec.name] = delta.upsert(spark, df, spec, lake_root, delete_scope="true").as_dict()
 
     orgs = conform_org_units(_bronze(spark, lake_root, "org_units")).persist()
-    write(orgs, ORG_UNITS)
+    if "bronze.regional__org_units" not in held:
+        write(orgs, ORG_UNITS)
     levels = orgs.select("org_code", "township_org_code", "county_org_code")
     xref = delta.read(spark, PERSON_XREF, lake_root).persist()
-    unmapped = []
     for entity in ENTITIES:
+        blocked = {t: held[t] for t in input_tables(lake_root, entity) if t in held}
+        if blocked:
+            result.held[entity.name] = [f"{t}: {'; '.join(f)}" for t, f in blocked.items()]
+            continue
+        if states.get(entity.name) == _build_state(spark, lake_root, entity):
+            result.unchanged_inputs.append(entity.name)
+            continue
         rows = entity_rows(spark, lake_root, entity)
         if rows is None:
             continue
@@ -140,16 +187,21 @@ def conform_silver(spark, lake_root: str) -> ConformResult:
             write(unresolved, _quarantine(entity.name))
         else:
             rows_ok = rows
-        unmapped += _unmapped(rows, entity)
+        unmapped = _unmapped(rows, entity)
         out = rows_ok.join(levels, "org_code", "left")
         lead = ["source", entity.key] + (["person_id"] if entity.person else [])
         out = out.select(*lead, "org_code", "township_org_code", "county_org_code",
                          *[c for c in out.columns if c not in lead and c not in
                            ("org_code", "township_org_code", "county_org_code")])
         write(delta.with_row_hash(out, exclude=()), SILVER[entity.name])
+        if unmapped:
+            codes = delta.with_row_hash(union_all(unmapped), exclude=())
+            stats[f"{UNMAPPED_CODES.name}:{entity.name}"] = delta.upsert(
+                spark, codes, UNMAPPED_CODES, lake_root, delete_scope=f"entity = '{entity.name}'").as_dict()
         rows.unpersist()
-    if unmapped:
-        write(delta.with_row_hash(union_all(unmapped), exclude=()), UNMAPPED_CODES)
+        done.append(("silver", entity.name, _build_state(spark, lake_root, entity), None))
+    if done:   # after the tables: a crash in between means a rebuild next time, which changes nothing
+        ops.set_watermarks(spark, lake_root, done)
     orgs.unpersist()
     xref.unpersist()
-    return ConformResult(stats)
+    return result

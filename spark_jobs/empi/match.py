@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lakehouse import delta
+from lakehouse.frames import live
 from lakehouse.pseudonym import spark_person_id
 from lakehouse.tables import TableSpec, register
 from spark_jobs.empi.records import identity_records, pinyin_column
@@ -311,7 +312,7 @@ def _death_dates(spark, lake_root: str, xref):
     path = f"{lake_root}/bronze/regional__death_registrations"
     if not delta.table_exists(spark, path):
         return spark.createDataFrame([], "person_id STRING, death_date DATE")
-    deaths = (spark.read.format("delta").load(path).where("is_deleted = 0")
+    deaths = (live(spark.read.format("delta").load(path))
               .select(F.concat_ws("|", F.lit("regional"), F.lit("death_registrations"), "death_id").alias("rid"),
                       F.try_to_date(F.col("death_date"), "yyyy-MM-dd").alias("death_date")))
     return (deaths.join(xref.select("rid", "person_id"), "rid")

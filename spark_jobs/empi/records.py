@@ -23,7 +23,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehouse.frames import union_all
+from lakehouse.frames import live, union_all
 
 COLUMNS = ("rid", "source", "entity", "record_id", "id_card_no", "id_status", "id17", "name", "surname", "sex", "birth_date", "phone", "address", "area_code", "county_code", "updated_at",
            "source_rank")
@@ -99,8 +99,7 @@ def normalise(df, spec: IdentitySource, source: str):
     name = blank_to_null(F.regexp_replace(col("name"), r"\s", ""))
     sex_map = F.create_map(*[F.lit(x) for kv in spec.sex_codes.items() for x in kv])
     area = blank_to_null(F.trim(col("area_code")))
-    live = df.where(F.coalesce(F.col("is_deleted").cast("int"), F.lit(0)) == 0) if "is_deleted" in df.columns else df
-    return live.select(
+    return live(df).select(
         F.concat_ws("|", F.lit(source), F.lit(spec.entity), F.col(spec.record_id).cast("string")).alias("rid"),
         F.lit(source).alias("source"), F.lit(spec.entity).alias("entity"),
         F.col(spec.record_id).cast("string").alias("record_id"),

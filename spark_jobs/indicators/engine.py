@@ -126,10 +126,13 @@ def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_
 
 
 def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids: list[str] | None = None,
-            input_versions: dict[str, int] | None = None, write: bool = True) -> dict:
+            input_versions: dict[str, int] | None = None, write: bool = True,
+            held: dict[str, list[str]] | None = None) -> dict:
     """Compute the indicators (all catalogued ones by default). With ``input_versions`` the inputs
     are read at those Delta versions (reproducing a past computation). Returns per indicator the
-    write stats (or, with ``write=False``, the values and members DataFrames)."""
+    write stats (or, with ``write=False``, the values and members DataFrames). An indicator with
+    an input in ``held`` (a failed critical expectation) is not recomputed: its published values
+    stay as they were, and the result says why."""
     from pyspark.sql import functions as F
 
     catalog = catalog or load_catalog()
@@ -137,6 +140,10 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
     for ind_id in indicator_ids or list(catalog.indicators):
         ind = catalog[ind_id]
         member_fn, inputs = RULES[ind_id]
+        blocked = {t.name: (held or {})[t.name] for t in inputs if t.name in (held or {})}
+        if blocked:
+            out[ind_id] = {"held": blocked}
+            continue
         frames, versions = _read_inputs(spark, lake_root, inputs, input_versions)
         members = member_fn(spark, ind, frames).withColumn("indicator_id", F.lit(ind.id))
         values = aggregate(spark, ind, members, frames[ORG_UNITS.name], catalog.version, versions)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse import delta
-from lakehouse.frames import union_all
+from lakehouse.frames import deleted_column, live, union_all
 from lakehouse.tables import TableSpec, register
 from spark_jobs.conform.entities import BY_NAME, ENTITIES, bronze_sources
 from spark_jobs.empi.match import PERSON_XREF, PERSONS
@@ -59,9 +59,12 @@ class FlagResult:
     table: dict
 
 
-def _silver(spark, lake_root: str, name: str):
+def _silver(spark, lake_root: str, name: str, held: frozenset[str] = frozenset()):
+    """``silver.<name>``, or None when it does not exist or is held (see :func:`compute_flags`)."""
     path = f"{lake_root}/silver/{name}"
-    return spark.read.format("delta").load(path) if delta.table_exists(spark, path) else None
+    if f"silver.{name}" in held or not delta.table_exists(spark, path):
+        return None
+    return spark.read.format("delta").load(path)
 
 
 def _flags(df, entity: str, key: str, flag: str, category: str, reason, evidence, event: str | None):
@@ -79,13 +82,13 @@ def _flags(df, entity: str, key: str, flag: str, category: str, reason, evidence
         reason.alias("reason"), F.to_json(evidence).alias("evidence"))
 
 
-def _followups(spark, lake_root: str):
+def _followups(spark, lake_root: str, held: frozenset[str] = frozenset()):
     """Hypertension and diabetes follow-ups in one frame, with their source entity name."""
     from pyspark.sql import functions as F
 
     frames = []
     for name in FOLLOWUPS:
-        df = _silver(spark, lake_root, name)
+        df = _silver(spark, lake_root, name, held)
         if df is not None:
             cols = [F.col(c) if c in df.columns else F.lit(None).cast("double").alias(c) for c in VITALS]
             frames.append(df.select("source", F.lit(name).alias("entity"), "followup_id", "registry_id", "person_id",
@@ -183,12 +186,20 @@ def corrected(df):
 
 # ---- the job ---------------------------------------------------------------------------------------
 
-def compute_flags(spark, lake_root: str) -> FlagResult | None:
-    """Run every check and write ``silver.record_flags`` (rebuilt, MERGEd: a rerun changes nothing)."""
+def compute_flags(spark, lake_root: str, held: frozenset[str] | set[str] = frozenset()) -> FlagResult | None:
+    """Run every check and write ``silver.record_flags`` (rebuilt, MERGEd: a rerun changes nothing).
+
+    A silver table in ``held`` (a failed critical expectation) is not read: the flags of its
+    records stay as they were, and so do the dormant-archive flags when the archives or a service
+    table are held (a missing service table would make every archive look dormant).
+    """
     from pyspark.sql import functions as F
 
+    held = frozenset(held)
+    kept = sorted({BY_NAME[t.split(".", 1)[1]].bronze for t in held if t.split(".", 1)[1] in BY_NAME})
+    dormant_held = bool({f"silver.{n}" for n in ("health_archives", *SERVICE_ENTITIES)} & held)
     frames = []
-    followups = _followups(spark, lake_root)
+    followups = _followups(spark, lake_root, held)
     persons = (delta.read(spark, PERSONS, lake_root) if delta.table_exists(spark, PERSONS.path(lake_root))
                else None)
     if followups is not None:
@@ -203,7 +214,7 @@ def compute_flags(spark, lake_root: str) -> FlagResult | None:
                                      reason, evidence, "followup_date"))
 
     for entity in ENTITIES:
-        df = _silver(spark, lake_root, entity.name)
+        df = _silver(spark, lake_root, entity.name, held)
         if df is None:
             continue
         vit = impossible_vitals(df)
@@ -215,19 +226,23 @@ def compute_flags(spark, lake_root: str) -> FlagResult | None:
         for flag, category, (rows, reason, evidence) in out:
             frames.append(_flags(rows, entity.bronze, entity.key, flag, category, reason, evidence, entity.event))
         for source, path in bronze_sources(lake_root, entity):
-            tomb = (spark.read.format("delta").load(path).where(F.col("is_deleted").try_cast("int") == 1)
+            tomb = (spark.read.format("delta").load(path).where(deleted_column())
                     .withColumn("source", F.lit(source)))
             frames.append(_flags(tomb, entity.bronze, entity.key, "deleted", "history",
                                  F.format_string("源系统已删除（%s）", F.col("updated_at")),
                                  F.struct(F.col("updated_at").alias("deleted_at")), None))
 
     frames += _identity_flags(spark, lake_root)
-    frames += _dormant_archives(spark, lake_root)
+    if not dormant_held:
+        frames += _dormant_archives(spark, lake_root)
     if not frames:
         return None
     flags = union_all([f.select(*FLAG_COLUMNS) for f in frames]).dropDuplicates(["source", "entity", "record_id", "flag"])
+    keep = [f"entity IN ({', '.join(repr(e) for e in kept)})"] if kept else []
+    keep += ["flag = 'dormant_archive'"] if dormant_held else []
+    scope = f"NOT ({' OR '.join(keep)})" if keep else "true"
     stats = delta.upsert(spark, delta.with_row_hash(flags, exclude=()), RECORD_FLAGS, lake_root,
-                         delete_scope="true").as_dict()
+                         delete_scope=scope).as_dict()
     counts = {r.flag: r["count"] for r in delta.read(spark, RECORD_FLAGS, lake_root).groupBy("flag").count().collect()}
     if followups is not None:
         followups.unpersist()
@@ -251,7 +266,7 @@ def _identity_flags(spark, lake_root: str) -> list:
                   F.format_string("身份证号不合规（%s），按姓名、出生日期等匹配到人", F.col("id_card_status")),
                   F.struct("id_card_status", "match_rule"), None)]
     created = union_all([
-        spark.read.format("delta").load(str(d)).where(F.col("is_deleted").try_cast("int") == 0).select(
+        live(spark.read.format("delta").load(str(d))).select(
             F.lit(d.name.split("__", 1)[0]).alias("source"), F.col("resident_id").alias("source_record_id"),
             F.col("created_at").alias("registered_at"), F.col("updated_at").alias("changed_at"))
         for d in sorted((Path(lake_root) / "bronze").glob("*__residents")) if (d / "_delta_log").is_dir()])

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehouse import delta
-from lakehouse.frames import union_all
+from lakehouse.frames import deleted_column, union_all
 from spark_jobs.conform.entities import ENTITIES
 from spark_jobs.quality.authenticity import RECORD_FLAGS
 
@@ -58,7 +58,7 @@ def _in_bronze(spark, lake_root: str):
             frames.append(spark.read.format("delta").load(str(d)).select(
                 F.lit(source).alias("source"), F.lit(entity).alias("entity"),
                 F.col(KEYS[entity]).cast("string").alias("record_key"),
-                (F.col("is_deleted").try_cast("int") == 1).alias("deleted")))
+                deleted_column().alias("deleted")))
     return union_all(frames)
 
 

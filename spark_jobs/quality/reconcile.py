@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehouse import delta
+from lakehouse.frames import deleted_column
 from lakehouse.tables import INGEST_BATCHES
 from spark_jobs.conform.entities import ENTITIES, bronze_sources
 
@@ -60,7 +61,7 @@ def reconcile(spark, lake_root: str) -> list[Reconciliation]:
             table = f"bronze.{source}__{entity.bronze}"
             counts = (spark.read.format("delta").load(path)
                       .agg(F.count("*").alias("n"),
-                           F.sum((F.col("is_deleted").try_cast("int") == 1).cast("int")).alias("deleted")).first())
+                           F.sum(deleted_column().cast("int")).alias("deleted")).first())
             in_silver = silver.where(F.col("source") == source).count() if silver is not None else 0
             quarantined = conform_q.where(F.col("_source") == source).count() if conform_q is not None else 0
             b = batches.get(table)

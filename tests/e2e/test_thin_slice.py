@@ -254,6 +254,11 @@ def test_report_data_docs_and_dashboard_are_there(city):
 
     docs = Path(summary["validate_bronze"]["data_docs"]).read_text(encoding="utf-8")
     assert "bronze__regional__residents" in docs
+    bronze = {f"bronze.{d.name}" for d in (Path(s.lake_root) / "bronze").iterdir() if (d / "_delta_log").is_dir()}
+    assert set(summary["validate_bronze"]["tables"]) == bronze, "every bronze table has a suite"
+    assert any(t.startswith("bronze.legacy_") for t in bronze) and any(t.startswith("bronze.fhir_") for t in bronze)
+    assert summary["validate_bronze"]["held"] == summary["validate_silver"]["held"] == {}
+    assert "bronze__legacy_" in docs and "silver__hypertension_followups" in docs
     meta = sqlite3.connect(s.home / "superset" / "superset.db")
     titles = [t for (t,) in meta.execute("SELECT dashboard_title FROM dashboards")]
     assert titles == ["高血压患者规范管理 — 基层绩效考核"]

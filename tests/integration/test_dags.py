@@ -146,7 +146,8 @@ def test_environment_keeps_airflow_and_lake_in_jl_home(airflow_env):
 
 def test_dag_wires_every_pipeline_step_in_order(dag):
     assert sorted(dag.task_ids) == sorted(DAG_STEPS)
-    in_line = ["validate_bronze", "conform", "validate_silver", "flag_records", "compute_indicators", "build_gold",
+    in_line = ["validate_bronze", "conform", "validate_silver", "flag_records", "score_quality", "compute_indicators",
+               "build_gold",
                "export_serving"]
     for upstream, downstream in zip(in_line, in_line[1:]):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}

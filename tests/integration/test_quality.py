@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,71 @@ def test_every_bronze_row_is_accounted_for(spark, conformed_city):
         assert r.in_bronze == r.deleted_at_source + r.in_silver + r.quarantined_on_conformance, r
         assert r.unaccounted == 0, r
     assert sum(r.deleted_at_source for r in rows), "the city deleted some records at the source"
+
+
+@pytest.fixture(scope="module")
+def scorecard(spark, flagged):
+    from spark_jobs.quality.scorecard import DQ_SCORECARD, compute_scorecard
+
+    s, _ = flagged
+    compute_scorecard(spark, s.lake_root)
+    return s, delta.read(spark, DQ_SCORECARD, s.lake_root).collect()
+
+
+def test_the_scorecard_counts_every_record_once_and_reflects_its_flags(spark, scorecard):
+    """Recounted here record by record (Python, not Spark SQL): each institution-month's records,
+    those with an authenticity flag and those uploaded late or dated in the future."""
+    from collections import Counter
+
+    from spark_jobs.conform.entities import ENTITIES
+
+    s, card = scorecard
+    flags = delta.read(spark, RECORD_FLAGS, s.lake_root).select("source", "entity", "record_id", "flag",
+                                                                  "category").collect()
+    suspect = {(f.source, f.entity, f.record_id) for f in flags if f.category == "authenticity"}
+    late = {(f.source, f.entity, f.record_id) for f in flags if f.flag in ("late_upload", "future_date")}
+    records, authentic, timely = Counter(), Counter(), Counter()
+    for e in ENTITIES:
+        for r in spark.read.format("delta").load(f"{s.lake_root}/silver/{e.name}").select(
+                "source", e.key, "org_code", e.event, "source_created_at").collect():
+            day = r[3] or r.source_created_at
+            cell = (r.org_code, day.strftime("%Y-%m") if day else "unknown")
+            rid = (r.source, e.bronze, str(r[1]))
+            records[cell] += 1
+            authentic[cell] += rid not in suspect
+            timely[cell] += e.timely and rid not in late
+    got = {(r.org_code, r.month): r for r in card}
+    assert set(got) == set(records)
+    for cell, n in records.items():
+        row = got[cell]
+        assert (row.records, row.authentic_records, row.timely_records) == (n, authentic[cell], timely[cell]), cell
+        rates = [row.completeness, row.timeliness, row.conformance, row.authenticity]
+        assert all(0 <= x <= 1 for x in rates if x is not None) and 0 <= row.score <= 100
+    assert any(r.authenticity < 1 for r in card) and any(r.timeliness < 1 for r in card if r.timeliness is not None)
+    assert all(r.org_name for r in card), "every institution is named for the evaluators"
+
+
+def test_quality_report_prints_reconciliation_scorecard_and_data_docs(spark, scorecard, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lakehouse import pipeline
+    from lakehouse.cli import app
+    from lakehouse.settings import get_settings
+
+    s, card = scorecard
+    pipeline.validate_bronze(s, tables=["bronze.regional__org_units"])      # builds the Data Docs site
+    monkeypatch.setenv("JL_HOME", str(s.home))
+    monkeypatch.setenv("LAKE_ROOT", s.lake_root)
+    monkeypatch.setenv("COLUMNS", "250")                  # rich tables: no wrapped lines
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["quality", "report", "--worst", "3"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "unaccounted rows: 0" in out.output
+    latest = max(r.month for r in card if r.month != "unknown")
+    worst = min((r for r in card if r.month == latest), key=lambda r: (r.score, r.org_code))
+    assert f"Data-quality scorecard {latest}" in out.output and worst.org_code in out.output
+    docs = out.output.split("Data Docs: ", 1)[1].split()[0]
+    assert docs.startswith("file://") and Path(docs.removeprefix("file://")).is_file()

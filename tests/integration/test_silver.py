@@ -4,6 +4,7 @@ quarantine with a reason, codes are national, no identifier reaches silver, and 
 nothing."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from lakehouse import delta
 from spark_jobs.conform import entities as E
 from spark_jobs.conform.silver import ORG_UNITS, SILVER, UNMAPPED_CODES, conform_silver, entity_rows
+from spark_jobs.empi.match import PERSON_XREF, PERSONS
 
 pytestmark = pytest.mark.spark
 
@@ -87,8 +89,64 @@ def test_a_rerun_changes_nothing(spark, conformed_city):
     tables = list(SILVER.values()) + [ORG_UNITS]
     before = {t.name: delta.table_version(spark, t.path(s.lake_root)) for t in tables}
     again = conform_silver(spark, s.lake_root)
-    assert not [t for t, st in again.tables.items() if st["inserted"] or st["updated"] or st["deleted"]]
+    assert sorted(again.unchanged_inputs) == sorted(e.name for e in E.ENTITIES), "inputs as last run: skipped"
+    rebuilt = conform_silver(spark, s.lake_root, force=True)
+    assert not rebuilt.unchanged_inputs
+    for result in (again, rebuilt):
+        assert not [t for t, st in result.tables.items() if st["inserted"] or st["updated"] or st["deleted"]]
     assert {t.name: delta.table_version(spark, t.path(s.lake_root)) for t in tables} == before
+
+
+def _silver_content(spark, s) -> dict:
+    names = [t.path(s.lake_root) for t in (*SILVER.values(), ORG_UNITS, UNMAPPED_CODES, PERSON_XREF, PERSONS)]
+    names += [str(q) for q in sorted((Path(s.lake_root) / "quarantine").iterdir()) if q.name in SILVER]
+    return {Path(p).relative_to(s.lake_root).as_posix(): delta.content_hash(spark, p) for p in names}
+
+
+def test_a_day_of_new_data_updates_silver_as_a_full_rebuild_would(spark, conformed_city, conformed_city_config,
+                                                                  tmp_path_factory):
+    """Day one loaded and conformed, then day two on top: silver ends up as the city conformed in
+    one go, and only the rows that changed are written. On the way one bronze table fails a
+    critical expectation: its silver table is held at its last good state while every other entity
+    takes the new day, until the table is repaired."""
+    import os
+
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from ingest.connectors.sources import ingest_sources
+    from lakehouse import pipeline
+    from lakehouse.settings import load_settings
+    s, _, _ = conformed_city
+    city, kinds = conformed_city_config
+    daily = load_settings({**os.environ, "JL_HOME": str(s.home),
+                           "LAKE_ROOT": str(tmp_path_factory.mktemp("daily") / "lake")})
+    ingest_sources(spark, daily, kinds, until=city.start + dt.timedelta(days=1))
+    pipeline.conform(daily)
+    first_day = {name: _silver(spark, daily, name).count() for name in SILVER}
+    ingest_sources(spark, daily, kinds)
+
+    broken = f"{daily.lake_root}/bronze/regional__immunizations"     # a second row under a key
+    (spark.read.format("delta").load(broken).limit(1).withColumn("_batch_id", F.lit("broken"))
+     .write.format("delta").mode("append").save(broken))
+    checked = ["bronze.regional__immunizations", "bronze.regional__hypertension_followups"]
+    assert set(pipeline.validate_bronze(daily, tables=checked)["held"]) == {"bronze.regional__immunizations"}
+    held_version = delta.table_version(spark, SILVER["immunizations"].path(daily.lake_root))
+    second_day = pipeline.conform(daily)
+    assert set(second_day["held"]) == {"immunizations"}
+    assert delta.table_version(spark, SILVER["immunizations"].path(daily.lake_root)) == held_version
+    assert second_day["tables"]["silver.hypertension_followups"]["inserted"] > 0, "the rest flows on"
+    stats = [st for t, st in second_day["tables"].items() if t.startswith("silver.") and t[7:] in SILVER]
+    written = sum(st["inserted"] + st["updated"] + st["deleted"] for st in stats)
+    total = sum(st["inserted"] + st["updated"] + st["unchanged"] for st in stats)
+    print(f"\nday two: {written:,} of {total:,} silver rows written; first day had {sum(first_day.values()):,}")
+    assert 0 < written < total / 2, "a day's new data rewrites only what changed"
+
+    DeltaTable.forPath(spark, broken).delete("_batch_id = 'broken'")
+    assert pipeline.validate_bronze(daily, tables=checked)["held"] == {}
+    released = pipeline.conform(daily)
+    assert released["held"] == {} and "immunizations" not in released["unchanged_inputs"]
+    assert _silver_content(spark, daily) == _silver_content(spark, s)
 
 
 def test_silver_suites_pass_and_catch_a_broken_table(spark, conformed_city, tmp_path):
