@@ -29,6 +29,7 @@ SILVER = _lake("silver")
 PERSON_IDENTITY = _lake("restricted.person_identity")
 RECORD_FLAGS = _lake("silver.record_flags")
 DQ_SCORECARD = _lake("silver.dq_scorecard")
+ECG_SILVER = _lake("silver.ecg")   # silver.ecg_recordings, ecg_features, ecg_flags
 INDICATOR_VALUES = _lake("silver.indicator_values")
 INDICATOR_MEMBERS = _lake("silver.indicator_members")
 GOLD = _lake("gold")

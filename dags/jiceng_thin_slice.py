@@ -1,9 +1,10 @@
 """
 ### Jiceng thin slice: bronze → silver → indicators → gold → serving → reports, dashboards
 
-Everything after ingestion, one task per step of `lakehouse.pipeline`. It runs when an ingestion
-DAG (`jiceng_ingest_<kind>`, see `jiceng_ingest.py`) has updated the bronze tables of the regional
-database, a legacy county system or the hospital's FHIR export:
+Everything after ingestion, one task per step of `lakehouse.pipeline` (but `process_ecg`, which
+has its DAG, `jiceng_ecg.py`). It runs when an ingestion DAG (`jiceng_ingest_<kind>`, see
+`jiceng_ingest.py`) has updated the bronze tables of the regional database, a legacy county system
+or the hospital's FHIR export, or when `jiceng_ecg` has processed new ECG recordings:
 
 | task | does | writes (Asset) |
 |---|---|---|
@@ -37,6 +38,7 @@ from jiceng_assets import (
     DASHBOARDS,
     DQ_RESULTS,
     DQ_SCORECARD,
+    ECG_SILVER,
     GOLD,
     INDICATOR_MEMBERS,
     INDICATOR_REPORTS,
@@ -55,7 +57,7 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
 
 
 @dag(
-    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"],
+    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"] | ECG_SILVER,
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

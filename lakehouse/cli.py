@@ -6,8 +6,9 @@
     lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
     lakehouse summary                    rows per table, indicator values, where to look
     lakehouse empi evaluate              EMPI precision / recall against the simulator's ground truth
-    lakehouse quality flags | report | evaluate
-                                         record flags; reconciliation across layers; flags vs injected defects
+    lakehouse quality flags | scorecard | report | evaluate
+                                         record flags; DQ scorecard; reconciliation + scorecard + Data Docs; flags vs defects
+    lakehouse ecg process | worklist     analyse new ECG recordings; the reading worklist
     lakehouse ecg evaluate DIR           R-peak detection against reference annotations
 """
 from __future__ import annotations
@@ -209,6 +210,34 @@ def demo(residents: int = typer.Option(20000, help="number of residents of the d
 
 ecg_app = typer.Typer(no_args_is_help=True, help="ECG pre-processing (spark_jobs/ecg).")
 app.add_typer(ecg_app, name="ecg")
+
+
+@ecg_app.command("process")
+def ecg_process() -> None:
+    """Analyse every ECG recording landed in bronze and not processed yet (silver.ecg_recordings,
+    ecg_features, ecg_flags; unreadable ones to quarantine.ecg_recordings)."""
+    _print(pipeline.process_ecg())
+
+
+@ecg_app.command("worklist")
+def ecg_worklist(limit: int = typer.Option(20, help="rows to print")) -> None:
+    """The reading worklist (gold mart_ecg_worklist in the serving database): unreported recordings,
+    most urgent first."""
+    import duckdb
+
+    path = pipeline.paths()["serving_db"]
+    con = duckdb.connect(str(path), read_only=True)
+    rows = con.execute(
+        "SELECT reading_org_name, worklist_rank, request_id, org_name, requested_at, status, priority, flag_reasons "
+        "FROM mart_ecg_worklist WHERE status IN ('待阅片', '需重新采集') "
+        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit]).fetchall()
+    con.close()
+    t = Table(title="远程心电阅片工作列表 (most urgent first)")
+    for c in ("阅片中心", "#", "申请号", "申请机构", "申请时间", "状态", "优先级", "提示"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
 
 
 @ecg_app.command("evaluate")

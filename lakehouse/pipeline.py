@@ -19,6 +19,7 @@ STEPS = (
     "ingest",
     "validate_bronze",
     "conform",
+    "process_ecg",
     "validate_silver",
     "flag_records",
     "score_quality",
@@ -157,6 +158,15 @@ def conform(settings: Settings | None = None) -> dict:
                      **silver.held}}
 
 
+def process_ecg(settings: Settings | None = None) -> dict:
+    """ECG recordings landed in bronze and not processed yet → silver.ecg_recordings,
+    ecg_features, ecg_flags (see :mod:`spark_jobs.ecg.job`)."""
+    from spark_jobs.ecg.job import run_ecg
+
+    s = settings or get_settings()
+    return asdict(run_ecg(_spark(s), s.lake_root))
+
+
 def flag_records(settings: Settings | None = None) -> dict:
     """Record-authenticity, plausibility and timeliness checks on silver → silver.record_flags."""
     from lakehouse import ops
@@ -276,7 +286,7 @@ def provision_dashboards(settings: Settings | None = None) -> dict:
     return {"output": proc.stdout.strip().splitlines()[-5:]}
 
 
-PIPELINE = ("ingest", "validate_bronze", "conform", "validate_silver", "flag_records", "score_quality",
+PIPELINE = ("ingest", "validate_bronze", "conform", "process_ecg", "validate_silver", "flag_records", "score_quality",
             "compute_indicators",
             "build_gold", "export_serving", "build_reports", "provision_dashboards")
 

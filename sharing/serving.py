@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-GOLD_EXPORTS = ("mart_hypertension_management",)
+GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_turnaround")
 
 
 class ServingExportError(RuntimeError):

@@ -554,7 +554,7 @@ def _dipole(exam: EcgExam, rng) -> tuple[np.ndarray, np.ndarray]:
                 continue  # no P waves in AF
             centre, sigma = w.t, w.sigma
             if kind == "N" and j == 4:  # T follows the heart rate (Bazett-like)
-                centre, sigma = 0.30 * np.sqrt(rr), 0.055 * np.sqrt(rr)
+                centre, sigma = 0.24 * np.sqrt(rr), 0.045 * np.sqrt(rr)   # QTc about 400 ms
             g = w.amp * resp * np.exp(-0.5 * ((seg - centre) / sigma) ** 2)
             d[lo:hi] += g[:, None] * w.direction[None, :]
     if afib:  # fibrillatory waves, 4-8 Hz, strongest towards V1

@@ -25,6 +25,8 @@ Method ("jiceng-multilead-v1"):
 4. Accepted beats closer than the refractory period (200 ms) are resolved in favour of
    the higher score; each beat is placed on the largest absolute deflection of the
    best-quality lead that detected it (within +-50 ms).
+5. A first or last beat within 0.5 s of the record's edge and closer than 0.8 median RR
+   to its neighbour is dropped (a cut complex or a filter transient).
 
 If no lead is usable (flat / lead-off / NaN) the result is empty, never an exception.
 """
@@ -49,6 +51,9 @@ MIN_PEAK_RATIO = 0.2
 SPIKE_MEDIAN_S = 0.012
 PAD_S = 1.0
 STEP_MAX = 0.8
+FLAT_MV = 0.05    # a lead whose 0.5-99.5 percentile range is below this (mV) shows no ECG
+EDGE_S = 0.5
+EDGE_SHORT = 0.8
 MIN_RR_S = 0.22  # neurokit default 0.3 s would drop ventricular tachycardia beats above 200 bpm
 
 
@@ -84,7 +89,10 @@ def _flat_reason(x: np.ndarray, fs: float) -> str | None:
     if finite.mean() < 0.5:
         return "mostly_nan"
     xf = x[finite]
-    if xf.size < fs or np.ptp(xf) < 0.02:  # < 20 uV peak-to-peak: flat / lead off
+    if xf.size < fs:
+        return "flat"
+    lo, hi = np.percentile(xf, [0.5, 99.5])
+    if hi - lo < FLAT_MV:  # no deflection above electrode noise: flat / lead off
         return "flat"
     d = np.diff(xf)
     if np.mean(d == 0) > 0.95:
@@ -220,6 +228,22 @@ def _likeness(c: np.ndarray, peaks: np.ndarray, block: np.ndarray, n_blocks: int
             best[lag:] = np.maximum(best[lag:], cc)
             best[:-lag] = np.maximum(best[:-lag], cc)
     return best
+
+
+def _drop_edge_artefacts(peaks: list[int], n: int, fs: float) -> list[int]:
+    """Drop a first (last) beat within :data:`EDGE_S` of the record's start (end) whose interval
+    to its neighbour is under :data:`EDGE_SHORT` of the median RR: a complex cut by the record's
+    edge or the cleaning filter's transient, which a 10-s ECG would otherwise read as a premature
+    beat."""
+    if len(peaks) < 5:
+        return peaks
+    med = float(np.median(np.diff(peaks[1:-1])))
+    edge = EDGE_S * fs
+    if peaks[0] < edge and peaks[1] - peaks[0] < EDGE_SHORT * med:
+        peaks = peaks[1:]
+    if n - 1 - peaks[-1] < edge and peaks[-1] - peaks[-2] < EDGE_SHORT * med:
+        peaks = peaks[:-1]
+    return peaks
 
 
 def detect_r_peaks(signals, fs, lead_names=None, _debug: dict | None = None) -> DetectionResult:
@@ -412,6 +436,7 @@ def detect_r_peaks(signals, fs, lead_names=None, _debug: dict | None = None) -> 
             keep_score.append(s)
     # a peak must be an interior extremum: drop positions pinned to the first/last sample
     keep_pos = [p for p in keep_pos if 0 < p < n - 1]
+    keep_pos = _drop_edge_artefacts(keep_pos, n, fs)
     res.r_peaks = np.asarray(keep_pos, dtype=np.int64)
     if _debug is not None:
         _debug.update(centre=centre, det=det, w=w, ratio=ratio, score=score, used=used, weight=weight)

@@ -125,10 +125,11 @@ def test_the_scorecard_counts_every_record_once_and_reflects_its_flags(spark, sc
     late = {(f.source, f.entity, f.record_id) for f in flags if f.flag in ("late_upload", "future_date")}
     records, authentic, timely = Counter(), Counter(), Counter()
     for e in ENTITIES:
-        for r in spark.read.format("delta").load(f"{s.lake_root}/silver/{e.name}").select(
-                "source", e.key, "org_code", e.event, "source_created_at").collect():
-            day = r[3] or r.source_created_at
-            cell = (r.org_code, day.strftime("%Y-%m") if day else "unknown")
+        # as text in the session's time zone (collect() would turn timestamps into this process's)
+        for r in spark.read.format("delta").load(f"{s.lake_root}/silver/{e.name}").selectExpr(
+                "source", e.key, "org_code", f"CAST({e.event} AS STRING)", "CAST(source_created_at AS STRING)").collect():
+            day = r[3] or r[4]
+            cell = (r.org_code, day[:7] if day else "unknown")
             rid = (r.source, e.bronze, str(r[1]))
             records[cell] += 1
             authentic[cell] += rid not in suspect
