@@ -179,8 +179,8 @@ def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = No
             result.unchanged_inputs.append(entity.name)
             continue
         rows = entity_rows(spark, lake_root, entity)
-        if rows is None:
-            continue
+        if rows is None:    # no source delivered it yet: the table exists, empty, for what reads it
+            rows = source_rows(spark.createDataFrame([], "is_deleted INT"), entity, "regional")
         rows = rows.persist()
         if entity.person:
             rows_ok, unresolved = _attach_person(rows, xref, entity.key)
