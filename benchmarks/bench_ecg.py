@@ -102,7 +102,7 @@ def run_spark(spark, paths: list[str], out: Path) -> tuple[float, RssSampler]:
     todo = spark.createDataFrame([(f"r{i}", p) for i, p in enumerate(paths)], "recording_id STRING, path STRING")
     with RssSampler() as rss:
         t0 = time.monotonic()
-        analyse_recordings(spark, todo).write.format("delta").mode("overwrite").save(str(out))
+        analyse_recordings(spark, todo, len(paths)).write.format("delta").mode("overwrite").save(str(out))
         elapsed = time.monotonic() - t0
     n = spark.read.format("delta").load(str(out)).count()
     assert n == len(paths), (n, len(paths))

@@ -115,14 +115,16 @@ def suite_tables(layer: str, lake_root: str | None = None) -> list[str]:
     """The tables of ``layer`` that have a suite: hand-written
     (``expectations/suites/<layer>__<entity>.py``), generated from the silver catalogue
     (:mod:`expectations.silver`), and, given ``lake_root``, every bronze table there that a
-    connector declares (:mod:`expectations.bronze`)."""
+    connector declares (:mod:`expectations.bronze`) and every other silver table a job defines."""
     names = {n.replace("__", ".", 1) for n in _hand_written() | set(_generated())}
-    if lake_root is not None and layer == "bronze":
+    if lake_root is not None and layer in ("bronze", "silver"):
         from expectations.bronze import keys_of
+        from expectations.silver import catalogued_tables
 
-        base = Path(lake_root) / "bronze"
+        known = (lambda t: keys_of(t) is not None) if layer == "bronze" else catalogued_tables().__contains__
+        base = Path(lake_root) / layer
         found = sorted(d.name for d in base.iterdir() if (d / "_delta_log").is_dir()) if base.is_dir() else []
-        names |= {f"bronze.{n}" for n in found if keys_of(f"bronze.{n}") is not None}
+        names |= {f"{layer}.{n}" for n in found if known(f"{layer}.{n}")}
     return sorted(n for n in names if n.startswith(f"{layer}."))
 
 
@@ -138,6 +140,11 @@ def load_suite(table_name: str, columns: list[str] | None = None) -> gx.Expectat
             from expectations.bronze import build_bronze_suite
 
             return build_bronze_suite(table_name, list(columns))
+        if table_name.startswith("silver."):
+            from expectations.silver import build_table_suite, catalogued_tables
+
+            if table_name in catalogued_tables():
+                return build_table_suite(table_name)
         raise LookupError(f"no expectation suite for {table_name}: expected {SUITES_PACKAGE}.{suite_name}")
     module = importlib.import_module(f"{SUITES_PACKAGE}.{suite_name}")
     suite = module.build_suite()

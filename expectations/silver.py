@@ -75,3 +75,37 @@ def build_entity_suite(entity: Entity) -> gx.ExpectationSuite:
 
 
 SUITES = {f"silver__{e.name}": partial(build_entity_suite, e) for e in ENTITIES}
+
+
+# the modules that define (register) the silver tables besides the entities
+SILVER_MODULES = ("spark_jobs.conform.silver", "spark_jobs.empi.match", "spark_jobs.quality.authenticity",
+                  "spark_jobs.quality.scorecard", "spark_jobs.indicators.engine", "spark_jobs.ecg.job")
+
+
+def catalogued_tables() -> dict[str, tuple[str, ...]]:
+    """``{silver table: key}`` of every silver table the jobs define that is not an entity table."""
+    import importlib
+
+    from lakehouse.tables import _REGISTRY
+
+    for module in SILVER_MODULES:
+        importlib.import_module(module)
+    return {name: spec.keys for name, spec in _REGISTRY.items()
+            if spec.layer == "silver" and name.replace(".", "__", 1) not in SUITES}
+
+
+def build_table_suite(table_name: str) -> gx.ExpectationSuite:
+    """The suite of a silver table a job derives (EMPI, record flags, scorecard, indicators, ECG):
+    its key and row hash present, the key unique. Warnings only: the job's MERGE already refuses a
+    duplicate key, so a failure here is worth a look but holds nothing."""
+    keys = list(catalogued_tables()[table_name])
+    checks = [
+        check(gxe.ExpectTableColumnsToMatchSet, category=CONFORMANCE, severity=WARNING,
+              column_set=[*keys, "_row_hash"], exact_match=False),
+        *(not_null(k, severity=WARNING) for k in keys),
+        not_null("_row_hash", severity=WARNING),
+        check(gxe.ExpectCompoundColumnsToBeUnique, category=CONFORMANCE, severity=WARNING, column_list=keys)
+        if len(keys) > 1 else
+        check(gxe.ExpectColumnValuesToBeUnique, category=CONFORMANCE, severity=WARNING, column=keys[0]),
+    ]
+    return gx.ExpectationSuite(name=table_name.replace(".", "__", 1), expectations=checks)

@@ -43,6 +43,7 @@ ECG_QUARANTINE = register(TableSpec(
     schema="record_key STRING, reason_code STRING, reason_detail STRING, raw_payload STRING, "
            "_row_hash STRING, algorithm STRING"))
 ARROW_BATCH = 8          # recordings per Arrow batch: a worker holds a few signals at a time
+TASK_RECORDINGS = 32     # recordings per Spark task (more tasks: better balance, a little more overhead)
 
 FEATURES = ("n_beats", "heart_rate_bpm", "rr_mean_ms", "rr_min_ms", "rr_max_ms", "rr_cv", "sdnn_ms", "rmssd_ms",
             "premature_beats", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "qrs_axis_deg")
@@ -105,12 +106,14 @@ def _process_batches(batches):
         yield pd.DataFrame([{c: r.get(c) for c in RESULT_COLUMNS} for r in rows], columns=list(RESULT_COLUMNS))
 
 
-def analyse_recordings(spark, todo):
+def analyse_recordings(spark, todo, count: int | None = None):
     """``todo`` (``recording_id``, ``path``) → result rows (:data:`RESULT_SCHEMA`), computed in
-    parallel: the recordings are spread evenly over ``spark.sparkContext.defaultParallelism`` × 2
-    partitions."""
+    parallel. The recordings are spread over at least twice the cluster's cores and, given their
+    ``count``, over tasks of about :data:`TASK_RECORDINGS` each, so a few long recordings (a 30-min
+    Holter among 10-s ECGs) do not leave the other cores idle."""
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH))
-    parts = max(1, spark.sparkContext.defaultParallelism * 2)
+    cores = spark.sparkContext.defaultParallelism
+    parts = max(2 * cores, -(-count // TASK_RECORDINGS) if count else 0, 1)
     return todo.repartition(parts, "recording_id").mapInPandas(_process_batches, RESULT_SCHEMA)
 
 
@@ -150,7 +153,7 @@ def run_ecg(spark, lake_root: str) -> EcgResult:
     pending = _pending(spark, lake_root).persist()
     try:
         todo = pending.select("recording_id", F.col("landing_path").alias("path"))
-        results = analyse_recordings(spark, todo).join(pending, "recording_id").persist()
+        results = analyse_recordings(spark, todo, pending.count()).join(pending, "recording_id").persist()
         n_done, n_bad = (results.where(F.col("status") == c).count() for c in ("processed", "quarantined"))
         tables = {}
         if n_done or not delta.table_exists(spark, ECG_RECORDINGS.path(lake_root)):
