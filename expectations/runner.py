@@ -61,7 +61,7 @@ INDEX_RESULTS_LIMIT = 200
 RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 # kwargs that name the batch or the run, not the check: left out of result_key
 _NON_IDENTIFYING_KWARGS = ("batch_id", "result_format", "catch_exceptions")
-_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$")
 
 # the columns of ops.dq_results, where the pipeline stores these rows
 RESULT_COLUMNS = DQ_RESULTS.columns

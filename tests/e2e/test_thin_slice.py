@@ -259,6 +259,16 @@ def test_report_data_docs_and_dashboard_are_there(city):
     assert any(t.startswith("bronze.legacy_") for t in bronze) and any(t.startswith("bronze.fhir_") for t in bronze)
     assert summary["validate_bronze"]["held"] == summary["validate_silver"]["held"] == {}
     assert "bronze__legacy_" in docs and "silver__hypertension_followups" in docs
+    # the remote-ECG worklist and turnaround marts are in the serving database the dashboards read
+    con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
+    worklist = con.execute("SELECT count(*), count(DISTINCT request_id) FROM mart_ecg_worklist").fetchone()
+    turnaround = con.execute("SELECT coalesce(sum(requests), 0) FROM mart_ecg_turnaround").fetchone()[0]
+    con.close()
+    from deltalake import DeltaTable
+
+    requests = len(DeltaTable(f"{s.lake_root}/silver/ecg_requests").to_pandas(columns=["request_id"]))
+    assert worklist == (requests, requests) and turnaround == requests and requests > 0
+
     meta = sqlite3.connect(s.home / "superset" / "superset.db")
     titles = [t for (t,) in meta.execute("SELECT dashboard_title FROM dashboards")]
     assert titles == ["高血压患者规范管理 — 基层绩效考核"]

@@ -9,7 +9,7 @@ with ranked as (
 select
     report_id,
     request_id,
-    reading_org_code,
+    org_code as reading_org_code,
     reader_id,
     reported_at,
     rhythm,
