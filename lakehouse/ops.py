@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 
 from lakehouse import delta
-from lakehouse.tables import DQ_RESULTS, INGEST_BATCHES, WATERMARKS
+from lakehouse.tables import BUILD_STATES, DQ_RESULTS, INGEST_BATCHES, WATERMARKS
 
 
 def batch_id(source: str, entity: str, *parts: str) -> str:
@@ -76,6 +76,19 @@ def set_watermarks(spark, lake_root: str, rows: list[tuple[str, str, str, str]])
     """Upsert (source, entity, watermark, batch_id) rows."""
     df = spark.createDataFrame(rows, WATERMARKS.schema)
     delta.upsert(spark, delta.with_row_hash(df, exclude=()), WATERMARKS, lake_root)
+
+
+def get_build_states(spark, lake_root: str) -> dict[str, str]:
+    """``{table: state}`` recorded after each derived table's last build."""
+    path = BUILD_STATES.path(lake_root)
+    if not delta.table_exists(spark, path):
+        return {}
+    return {r.table_name: r.state for r in spark.read.format("delta").load(path).collect()}
+
+
+def set_build_states(spark, lake_root: str, states: dict[str, str]) -> None:
+    df = spark.createDataFrame(sorted(states.items()), BUILD_STATES.schema)
+    delta.upsert(spark, delta.with_row_hash(df, exclude=()), BUILD_STATES, lake_root)
 
 
 def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteStats | None:

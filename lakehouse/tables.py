@@ -79,6 +79,11 @@ INGEST_BATCHES = register(TableSpec(
         "started_at TIMESTAMP, finished_at TIMESTAMP"
     ),
 ))
+BUILD_STATES = register(TableSpec(
+    "ops.build_states", keys=("table_name",),
+    description="What each derived table was last built from (input Delta versions, logic digest).",
+    schema="table_name STRING, state STRING",
+))
 WATERMARKS = register(TableSpec(
     "ops.watermarks", keys=("source", "entity"),
     description="Highest source updated_at (and key) loaded per source entity.",

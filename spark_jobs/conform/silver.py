@@ -159,8 +159,8 @@ def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = No
     held = held or {}
     stats: dict[str, dict] = {}
     result = ConformResult(stats)
-    states = {} if force else ops.get_watermarks(spark, lake_root, "silver")
-    done: list[tuple[str, str, str, str | None]] = []
+    states = {} if force else ops.get_build_states(spark, lake_root)
+    done: dict[str, str] = {}
 
     def write(df, spec):
         stats[spec.name] = delta.upsert(spark, df, spec, lake_root, delete_scope="true").as_dict()
@@ -175,7 +175,7 @@ def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = No
         if blocked:
             result.held[entity.name] = [f"{t}: {'; '.join(f)}" for t, f in blocked.items()]
             continue
-        if states.get(entity.name) == _build_state(spark, lake_root, entity):
+        if states.get(SILVER[entity.name].name) == _build_state(spark, lake_root, entity):
             result.unchanged_inputs.append(entity.name)
             continue
         rows = entity_rows(spark, lake_root, entity)
@@ -199,9 +199,9 @@ def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = No
             stats[f"{UNMAPPED_CODES.name}:{entity.name}"] = delta.upsert(
                 spark, codes, UNMAPPED_CODES, lake_root, delete_scope=f"entity = '{entity.name}'").as_dict()
         rows.unpersist()
-        done.append(("silver", entity.name, _build_state(spark, lake_root, entity), None))
+        done[SILVER[entity.name].name] = _build_state(spark, lake_root, entity)
     if done:   # after the tables: a crash in between means a rebuild next time, which changes nothing
-        ops.set_watermarks(spark, lake_root, done)
+        ops.set_build_states(spark, lake_root, done)
     orgs.unpersist()
     xref.unpersist()
     return result
