@@ -1,0 +1,1 @@
+"""Imaging pre-processing: DICOM header parsing, de-identification and thumbnails on Spark."""
