@@ -22,14 +22,17 @@ INGEST_BATCHES = _lake("ops.ingest_batches")
 LANDED_FILES = _lake("ops.landed_files")
 # bronze and quarantine tables of one source kind (``bronze.<source>__*``), e.g. "bronze.ecg"
 SOURCE_KINDS = ("reference", "regional", "legacy", "fhir", "dicom", "ecg")
-BRONZE_OF = {kind: _lake(f"bronze.{kind}") for kind in SOURCE_KINDS}
-QUARANTINE_OF = {kind: _lake(f"quarantine.{kind}") for kind in SOURCE_KINDS}
+# services the platform pulls from when configured (not delivered by the sources): the regional PACS
+SERVICE_KINDS = ("orthanc",)
+BRONZE_OF = {kind: _lake(f"bronze.{kind}") for kind in SOURCE_KINDS + SERVICE_KINDS}
+QUARANTINE_OF = {kind: _lake(f"quarantine.{kind}") for kind in SOURCE_KINDS + SERVICE_KINDS}
 DQ_RESULTS = _lake("ops.dq_results")
 SILVER = _lake("silver")
 PERSON_IDENTITY = _lake("restricted.person_identity")
 RECORD_FLAGS = _lake("silver.record_flags")
 DQ_SCORECARD = _lake("silver.dq_scorecard")
 ECG_SILVER = _lake("silver.ecg")   # silver.ecg_recordings, ecg_features, ecg_flags
+IMAGING_SILVER = _lake("silver.imaging")   # silver.imaging_instances, _series, _studies, _thumbnails
 INDICATOR_VALUES = _lake("silver.indicator_values")
 INDICATOR_MEMBERS = _lake("silver.indicator_members")
 GOLD = _lake("gold")

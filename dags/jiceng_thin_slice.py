@@ -1,10 +1,11 @@
 """
 ### Jiceng thin slice: bronze → silver → indicators → gold → serving → reports, dashboards
 
-Everything after ingestion, one task per step of `lakehouse.pipeline` (but `process_ecg`, which
-has its DAG, `jiceng_ecg.py`). It runs when an ingestion DAG (`jiceng_ingest_<kind>`, see
-`jiceng_ingest.py`) has updated the bronze tables of the regional database, a legacy county system
-or the hospital's FHIR export, or when `jiceng_ecg` has processed new ECG recordings:
+Everything after ingestion, one task per step of `lakehouse.pipeline` (but `process_ecg` and
+`process_imaging`, which have their DAGs, `jiceng_ecg.py` and `jiceng_imaging.py`). It runs when an
+ingestion DAG (`jiceng_ingest_<kind>`, see `jiceng_ingest.py`) has updated the bronze tables of the
+regional database, a legacy county system or the hospital's FHIR export, or when `jiceng_ecg` or
+`jiceng_imaging` has processed new recordings or images:
 
 | task | does | writes (Asset) |
 |---|---|---|
@@ -39,6 +40,7 @@ from jiceng_assets import (
     DQ_RESULTS,
     DQ_SCORECARD,
     ECG_SILVER,
+    IMAGING_SILVER,
     GOLD,
     INDICATOR_MEMBERS,
     INDICATOR_REPORTS,
@@ -57,7 +59,7 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
 
 
 @dag(
-    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"] | ECG_SILVER,
+    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"] | ECG_SILVER | IMAGING_SILVER,
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

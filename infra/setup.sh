@@ -10,8 +10,9 @@ mkdir -p "$CACHE"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages: a JDK for Spark, Maven for the jars, PostgreSQL for the serving DB tests,
-#    CJK fonts so Chinese labels render in reports and dashboards, Chromium to check the dashboard page.
-APT_PKGS=(openjdk-17-jdk-headless maven postgresql fonts-noto-cjk chromium)
+#    CJK fonts so Chinese labels render in reports and dashboards, Chromium to check the dashboard page,
+#    Orthanc + its DICOMweb plugin for the regional PACS source (infra/orthanc/start.sh).
+APT_PKGS=(openjdk-17-jdk-headless maven postgresql fonts-noto-cjk chromium orthanc orthanc-dicomweb)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,7 +1,7 @@
 """``lakehouse`` — the platform's command line.
 
     lakehouse demo --residents 20000     simulate a city and run the whole slice, then summarise
-    lakehouse simulate --residents N --days D   build the city's sources as of day D
+    lakehouse simulate --residents N --days D [--pacs URL]   build the city's sources as of day D
     lakehouse run [--step S ...]         run pipeline steps (default: all after simulate)
     lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
     lakehouse summary                    rows per table, indicator values, where to look
@@ -10,6 +10,8 @@
                                          record flags; DQ scorecard; reconciliation + scorecard + Data Docs; flags vs defects
     lakehouse ecg process | worklist     analyse new ECG recordings; the reading worklist
     lakehouse ecg evaluate DIR           R-peak detection against reference annotations
+    lakehouse imaging process | worklist catalogue new DICOM files; the imaging reading worklist
+    lakehouse imaging inspect DIR --json parsing, de-identification and thumbnails, file by file
 """
 from __future__ import annotations
 
@@ -45,13 +47,22 @@ def simulate(residents: int = typer.Option(2000, help="number of residents"),
              days: int = typer.Option(10, min=1, help="simulated days; the city is built as of start + days - 1"),
              counties: int = typer.Option(4, min=1, max=5),
              townships_per_county: int = typer.Option(15, min=1),
-             media_files: bool = typer.Option(True, help="write DICOM and ECG files for remote-diagnosis requests")) -> None:
+             media_files: bool = typer.Option(True, help="write DICOM and ECG files for remote-diagnosis requests"),
+             pacs: str = typer.Option(None, "--pacs", help="send the imaging exams to this PACS (Orthanc base URL, "
+                                      "e.g. http://127.0.0.1:58042) instead of dropping them as files")) -> None:
     """Build the simulated city: the regional database, the file deliveries and the ground truth."""
     with _progress() as prog:
         task = prog.add_task("simulating residents", total=residents)
         result = pipeline.simulate(residents=residents, seed=seed, start=start, days=days, counties=counties,
                                    townships_per_county=townships_per_county, media_files=media_files,
                                    progress=lambda n: prog.update(task, completed=n))
+    if pacs:
+        from dataclasses import asdict
+
+        from ingest.simulator.pacs import store_dropzone_in_pacs
+
+        sent = store_dropzone_in_pacs(get_settings().dropzone_root, pacs)
+        result["pacs"] = {k: v for k, v in asdict(sent).items() if k != "instances"}
     _print(result)
 
 
@@ -80,16 +91,17 @@ def run(step: list[str] = typer.Option(None, help=f"steps to run, in order; defa
 
 @app.command()
 def ingest(all_sources: bool = typer.Option(False, "--all", help="every source kind (the default when no --source is given)"),
-           source: list[str] = typer.Option(None, help="source kinds to ingest: reference, regional, legacy, fhir, dicom, ecg"),
+           source: list[str] = typer.Option(None, help="source kinds to ingest: reference, regional, legacy, fhir, dicom, ecg, "
+                                                   "orthanc (the PACS, when JL_ORTHANC_URL is set)"),
            until: str = typer.Option(None, help="load only what was delivered before this day (YYYY-MM-DD, exclusive)"),
            full: bool = typer.Option(False, help="re-read everything delivered, not only what is new")) -> None:
     """Load what the sources delivered and is not loaded yet into bronze."""
-    from ingest.connectors.sources import SOURCE_KINDS
+    from ingest.connectors.sources import KNOWN_KINDS
 
     kinds = None if all_sources or not source else tuple(source)
-    unknown = [k for k in kinds or () if k not in SOURCE_KINDS]
+    unknown = [k for k in kinds or () if k not in KNOWN_KINDS]
     if unknown:
-        raise typer.BadParameter(f"unknown source kinds {unknown}; known: {', '.join(SOURCE_KINDS)}")
+        raise typer.BadParameter(f"unknown source kinds {unknown}; known: {', '.join(KNOWN_KINDS)}")
     _print(pipeline.ingest(full=full, sources=kinds, until=until,
                            progress=lambda k: console.log(f"ingesting {k}")))
 
@@ -202,7 +214,7 @@ def demo(residents: int = typer.Option(20000, help="number of residents of the d
     """Simulate a city, run every step of the slice, and print the summary."""
     t0 = time.monotonic()
     simulate(residents=residents, seed=20250101, start="2025-12-22", days=10, counties=4,
-             townships_per_county=15, media_files=True)
+             townships_per_county=15, media_files=True, pacs=None)
     _run_steps(pipeline.PIPELINE)
     summary()
     console.print(f"\n[bold green]demo finished in {time.monotonic() - t0:.0f} s[/bold green]")
@@ -260,6 +272,62 @@ def ecg_evaluate(directory: Path = typer.Argument(..., exists=True, file_okay=Fa
         t.add_row(name, str(r.get("reference", "")), str(r["tp"]), str(r["fn"]), str(r["fp"]),
                   f"{r['sensitivity']:.3f}" if r["sensitivity"] is not None else "—",
                   f"{r['ppv']:.3f}" if r["ppv"] is not None else "—")
+    console.print(t)
+
+
+imaging_app = typer.Typer(no_args_is_help=True, help="Imaging pre-processing (spark_jobs/imaging).")
+app.add_typer(imaging_app, name="imaging")
+
+
+@imaging_app.command("process")
+def imaging_process() -> None:
+    """Catalogue every DICOM file landed in bronze and not parsed yet (silver.imaging_instances,
+    series, studies, thumbnails; bad files to quarantine.imaging_files)."""
+    _print(pipeline.process_imaging())
+
+
+@imaging_app.command("inspect")
+def imaging_inspect(directory: Path = typer.Argument(..., exists=True, file_okay=False,
+                                                     help="folder whose files are inspected (recursively)"),
+                    as_json: bool = typer.Option(False, "--json", help="print JSON only")) -> None:
+    """The pipeline's parsing, de-identification and thumbnail code on every file in DIRECTORY:
+    status (ok / repaired / quarantined), reason, modality, frames, thumbnail, surviving identifiers."""
+    from spark_jobs.imaging.inspect import inspect_dir
+
+    result = inspect_dir(directory, get_settings().deid_key)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        return
+    t = Table(title=f"DICOM files in {directory}")
+    for c in ("file", "status", "reason", "modality", "frames", "thumbnail", "burned-in risk", "surviving identifiers"):
+        t.add_column(c)
+    for r in result["files"]:
+        t.add_row(str(r["file"]).removeprefix(str(directory)).lstrip("/"), r["status"], r["reason"] or "",
+                  r["modality"] or "", str(r["frames"] or ""), "yes" if r["thumbnail"] else (r["thumbnail_reason"] or "no"),
+                  "" if r["burned_in_risk"] is None else str(r["burned_in_risk"]),
+                  ", ".join(r["surviving_identifiers"]))
+    console.print(t)
+    console.print(result["totals"])
+
+
+@imaging_app.command("worklist")
+def imaging_worklist(limit: int = typer.Option(20, help="rows to print")) -> None:
+    """The imaging reading worklist (gold mart_imaging_worklist in the serving database):
+    unreported studies, SLA breaches first, then the oldest."""
+    import duckdb
+
+    path = pipeline.paths()["serving_db"]
+    con = duckdb.connect(str(path), read_only=True)
+    rows = con.execute(
+        "SELECT reading_org_name, worklist_rank, request_id, org_name, modality, requested_at, status, "
+        "sla_hours, sla_breached FROM mart_imaging_worklist WHERE status IN ('待阅片', '未收到影像') "
+        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit]).fetchall()
+    con.close()
+    t = Table(title="远程影像阅片工作列表")
+    for c in ("阅片中心", "#", "申请号", "申请机构", "检查类型", "申请时间", "状态", "时限(小时)", "超时"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
 
 

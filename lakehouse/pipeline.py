@@ -20,6 +20,7 @@ STEPS = (
     "validate_bronze",
     "conform",
     "process_ecg",
+    "process_imaging",
     "validate_silver",
     "flag_records",
     "score_quality",
@@ -167,6 +168,16 @@ def process_ecg(settings: Settings | None = None) -> dict:
     return asdict(run_ecg(_spark(s), s.lake_root))
 
 
+def process_imaging(settings: Settings | None = None) -> dict:
+    """DICOM files landed in bronze and not catalogued yet → silver.imaging_instances, series,
+    studies and thumbnails; de-identified copies for the reading centres (see
+    :mod:`spark_jobs.imaging.job`)."""
+    from spark_jobs.imaging.job import run_imaging
+
+    s = settings or get_settings()
+    return asdict(run_imaging(_spark(s), s.lake_root, deid_key=s.deid_key, exchange_root=str(s.exchange_root / "imaging")))
+
+
 def flag_records(settings: Settings | None = None) -> dict:
     """Record-authenticity, plausibility and timeliness checks on silver → silver.record_flags."""
     from lakehouse import ops
@@ -286,7 +297,7 @@ def provision_dashboards(settings: Settings | None = None) -> dict:
     return {"output": proc.stdout.strip().splitlines()[-5:]}
 
 
-PIPELINE = ("ingest", "validate_bronze", "conform", "process_ecg", "validate_silver", "flag_records", "score_quality",
+PIPELINE = ("ingest", "validate_bronze", "conform", "process_ecg", "process_imaging", "validate_silver", "flag_records", "score_quality",
             "compute_indicators",
             "build_gold", "export_serving", "build_reports", "provision_dashboards")
 

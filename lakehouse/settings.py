@@ -14,6 +14,9 @@ variables, never edited in code. Other modules call :func:`get_settings` and rec
 | SOURCE_DB_URL       | the regional EHR/HIS source database                 | sqlite:///$JL_HOME/source/regional.sqlite |
 | SERVING_DB_URL      | serving database (duckdb:///path or postgresql://)   | duckdb:///$JL_HOME/serving/jiceng.duckdb  |
 | JL_PSEUDONYM_KEY    | HMAC key for person_id (required in PROD)            | a fixed development key     |
+| JL_DEID_KEY         | HMAC key for DICOM de-identification: pseudonyms, UIDs, date shifts (required in PROD) | a fixed development key |
+| JL_ORTHANC_URL      | the regional PACS (Orthanc REST base URL); unset: the `orthanc` source is not ingested | unset |
+| JL_ORTHANC_USER / JL_ORTHANC_PASSWORD | its HTTP basic-auth login, when it has one | unset       |
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ ENVIRONMENTS = ("LOCAL", "CI", "PROD")
 
 # Only ever used when JL_ENV is LOCAL or CI, where no real person is in the data.
 _DEV_PSEUDONYM_KEY = "jiceng-dev-only-pseudonym-key-not-for-production"
+_DEV_DEID_KEY = "jiceng-dev-only-deidentification-key-not-for-production"
 
 
 class SettingsError(RuntimeError):
@@ -45,6 +49,10 @@ class Settings:
     pseudonym_key: bytes = field(repr=False)
     jars_dir: Path
     spark_driver_memory: str
+    deid_key: bytes = field(default=_DEV_DEID_KEY.encode(), repr=False)
+    orthanc_url: str | None = None
+    orthanc_user: str | None = None
+    orthanc_password: str | None = field(default=None, repr=False)
 
     @property
     def landing_root(self) -> Path:
@@ -55,6 +63,12 @@ class Settings:
     def dropzone_root(self) -> Path:
         """Where file sources deliver (the simulator writes here): <source>/<YYYY-MM-DD>/..."""
         return self.home / "dropzone"
+
+    @property
+    def exchange_root(self) -> Path:
+        """What leaves the platform for other institutions (de-identified images for the reading
+        centres): <kind>/<org_code>/..."""
+        return self.home / "exchange"
 
     @property
     def ground_truth_dir(self) -> Path:
@@ -103,6 +117,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         key = _DEV_PSEUDONYM_KEY
     if env == "PROD" and key == _DEV_PSEUDONYM_KEY:
         raise SettingsError("the development pseudonym key may not be used in PROD")
+    deid_key = e.get("JL_DEID_KEY") or ""
+    if env == "PROD" and deid_key in ("", _DEV_DEID_KEY):
+        raise SettingsError("JL_DEID_KEY must be set in PROD, to a key of its own (DICOM de-identification)")
     return Settings(
         env=env,
         home=home,
@@ -114,6 +131,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         pseudonym_key=key.encode("utf-8"),
         jars_dir=Path(e.get("JL_JARS_DIR") or REPO_ROOT / ".cache" / "jars"),
         spark_driver_memory=e.get("SPARK_DRIVER_MEMORY") or "4g",
+        deid_key=(deid_key or _DEV_DEID_KEY).encode("utf-8"),
+        orthanc_url=(e.get("JL_ORTHANC_URL") or "").rstrip("/") or None,
+        orthanc_user=e.get("JL_ORTHANC_USER") or None,
+        orthanc_password=e.get("JL_ORTHANC_PASSWORD") or None,
     )
 
 

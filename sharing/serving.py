@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_turnaround")
+GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_turnaround",
+                "mart_imaging_worklist", "mart_imaging_turnaround")
 
 
 class ServingExportError(RuntimeError):

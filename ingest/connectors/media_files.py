@@ -332,13 +332,19 @@ def _file_row(f: landing.DeliveredFile, landed: Path) -> dict:
             "is_deleted": 0}
 
 
+def check_dicom_image(path: Path) -> dict:
+    """:func:`inspect_dicom_image` that never raises: the header fields and ``__reason`` of one
+    imaging DICOM file (shared with the PACS connector, :mod:`ingest.connectors.orthanc`)."""
+    try:
+        return inspect_dicom_image(path)
+    except Exception as exc:  # noqa: BLE001 - last resort: one bad file never stops the run
+        return {"__reason": f"unreadable_header:{type(exc).__name__}"}
+
+
 def _dicom_rows(files, landed: dict[str, Path]) -> tuple[list[dict], dict[str, str]]:
     rows, primary = [], {}
     for f in files:
-        try:
-            info = inspect_dicom_image(landed[f.rel_path])
-        except Exception as exc:  # noqa: BLE001 - last resort: one bad file never stops the run
-            info = {"__reason": f"unreadable_header:{type(exc).__name__}"}
+        info = check_dicom_image(landed[f.rel_path])
         rows.append({**_file_row(f, landed[f.rel_path]), **info})
         primary[f.rel_path] = f.rel_path
     return rows, primary
@@ -412,8 +418,7 @@ def ingest(spark, settings, *, kind: str, until=None, full: bool = False) -> lis
     else:
         rows, primary = _ecg_rows(_recordings(files), landed)
         schema = ECG_SCHEMA
-    columns = [c.strip().split(" ", 1)[0] for c in _split_schema(schema)]
-    df = spark.createDataFrame([tuple(r.get(c) for c in columns) for r in rows], schema)
+    df = rows_frame(spark, rows, schema)
     df = df.withColumn("_source_file", df.rel_path)   # one file (recording) per row
     batch = ops.batch_id(source, ENTITY, *sorted(f.sha256 for f in files))
     result = common.load_batch(
@@ -439,6 +444,12 @@ def ingest(spark, settings, *, kind: str, until=None, full: bool = False) -> lis
             "status": "quarantined" if reason else "loaded", "reason": reason})
     landing.record_files(spark, lake_root, manifest)
     return results
+
+
+def rows_frame(spark, rows: list[dict], schema: str):
+    """A DataFrame of ``rows`` (dicts; missing keys are NULL, extra keys ignored) with DDL ``schema``."""
+    columns = [c.strip().split(" ", 1)[0] for c in _split_schema(schema)]
+    return spark.createDataFrame([tuple(r.get(c) for c in columns) for r in rows], schema)
 
 
 def _split_schema(ddl: str) -> list[str]:

@@ -30,7 +30,8 @@ ENV_SH = REPO_ROOT / "infra" / "airflow" / "env.sh"
 POOLS_FILE = REPO_ROOT / "infra" / "airflow" / "pools.json"
 DAG_ID = "jiceng_thin_slice"
 # simulate builds the sources; ingestion has a DAG per source kind (jiceng_ingest.py)
-DAG_STEPS = [step for step in pipeline.STEPS if step not in ("simulate", "ingest", "process_ecg")]
+DAG_STEPS = [step for step in pipeline.STEPS if step not in ("simulate", "ingest", "process_ecg",
+                                                                        "process_imaging")]
 # variables that would point a run at a real lake or database instead of the temporary JL_HOME
 _LOCATION_VARIABLES = ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG")
 
@@ -193,11 +194,16 @@ def test_every_source_kind_has_a_daily_ingest_dag_with_data_intervals(airflow_en
         assert {a.name for a in t.outlets} >= {f"bronze.{kind}", f"quarantine.{kind}", "ops.ingest_batches"}
     thin = bag.dags[DAG_ID]
     scheduled_on = {a.name for a in thin.timetable.asset_condition.objects}
-    assert scheduled_on == {"bronze.regional", "bronze.legacy", "bronze.fhir", "silver.ecg"}
-    ecg = bag.dags["jiceng_ecg"]
+    assert scheduled_on == {"bronze.regional", "bronze.legacy", "bronze.fhir", "silver.ecg", "silver.imaging"}
+    ecg, imaging = bag.dags["jiceng_ecg"], bag.dags["jiceng_imaging"]
     assert ecg.timetable.asset_condition.name == "bronze.ecg"
-    (t,) = ecg.tasks
-    assert t.retries >= 1 and _body_lines(t.python_callable) <= 3 and {a.name for a in t.outlets} == {"silver.ecg"}
+    assert {a.name for a in imaging.timetable.asset_condition.objects} == {"bronze.dicom", "bronze.orthanc"}
+    for d, kind in ((ecg, "ecg"), (imaging, "imaging")):
+        (t,) = d.tasks
+        assert t.retries >= 1 and _body_lines(t.python_callable) <= 3
+        assert {a.name for a in t.outlets} == {f"silver.{kind}"}
+    (pull,) = bag.dags["jiceng_pull_orthanc"].tasks   # the PACS is polled, not delivered daily
+    assert {a.name for a in pull.outlets} >= {"bronze.orthanc", "quarantine.orthanc"}
 
 
 @pytest.mark.e2e
@@ -215,14 +221,14 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     run_at = ["2025-12-22", "2025-12-23", "2025-12-24"]
     runs = [(dag_id, day) for day in run_at for dag_id in INGEST_DAGS]
     runs += [("jiceng_ingest_regional", run_at[1]), ("jiceng_ingest_legacy", run_at[1])]  # a day again
-    runs += [("jiceng_ecg", None), (DAG_ID, None)]
+    runs += [("jiceng_ecg", None), ("jiceng_imaging", None), (DAG_ID, None)]
     results = _dag_tests(airflow_db, runs, timeout=3600)
 
     assert all(r["state"] == "success" for r in results)
-    by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-4]}
+    by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-5]}
     for day in run_at:
         assert by_run[("jiceng_ingest_regional", day)]["data_interval_end"].startswith(f"{day}T00:00:00")
-    for rerun in results[-4:-2]:
+    for rerun in results[-5:-3]:
         assert rerun["tasks"]["ingest"]["summary"]["batches"] == [], "a day already loaded loads nothing"
 
     settings = load_settings(airflow_db)
@@ -242,11 +248,15 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     batches = DeltaTable(str(lake / "ops" / "ingest_batches")).to_pandas()
     assert (batches.rows_read == batches.rows_loaded + batches.rows_quarantined).all()
 
-    ecg, thin = results[-2:]
+    ecg, imaging, thin = results[-3:]
     processed = ecg["tasks"]["process_ecg"]["summary"]
     landed_ecg = len(DeltaTable(str(lake / "bronze" / "ecg__files")).to_pandas()) \
         if (lake / "bronze" / "ecg__files").is_dir() else 0
     assert processed["processed"] + processed["quarantined"] == landed_ecg, "every landed recording processed"
+    parsed = imaging["tasks"]["process_imaging"]["summary"]
+    landed_dicom = len(DeltaTable(str(lake / "bronze" / "dicom__files")).to_pandas()) \
+        if (lake / "bronze" / "dicom__files").is_dir() else 0
+    assert parsed["parsed"] + parsed["quarantined"] == landed_dicom, "every landed DICOM file catalogued"
     assert {t: v["state"] for t, v in thin["tasks"].items()} == {step: "success" for step in DAG_STEPS}
     assert Path(settings.lake_root, "gold").is_dir()
     assert settings.serving_duckdb_path.is_file()

@@ -21,7 +21,8 @@ def test_prod_refuses_to_run_without_its_own_pseudonym_key():
     dev = load_settings({"JL_ENV": "LOCAL", "JL_HOME": "/tmp/x"}).pseudonym_key
     with pytest.raises(SettingsError, match="development"):
         load_settings({"JL_ENV": "PROD", "JL_HOME": "/tmp/x", "JL_PSEUDONYM_KEY": dev.decode()})
-    prod = load_settings({"JL_ENV": "PROD", "JL_HOME": "/tmp/x", "JL_PSEUDONYM_KEY": "s3cret-from-vault"})
+    prod = load_settings({"JL_ENV": "PROD", "JL_HOME": "/tmp/x", "JL_PSEUDONYM_KEY": "s3cret-from-vault",
+                          "JL_DEID_KEY": "another-s3cret"})
     assert prod.pseudonym_key == b"s3cret-from-vault"
 
 
