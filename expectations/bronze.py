@@ -47,10 +47,10 @@ def declared_keys() -> dict[str, tuple[str, ...]]:
     included), as ``bronze.<source>__<entity>``."""
     from ingest.connectors import legacy_csv
     from ingest.connectors.common import bronze_table
-    from ingest.connectors.sources import SOURCE_KINDS
+    from ingest.connectors.sources import SERVICE_SOURCES, SOURCE_KINDS
     from lakehouse.tables import _REGISTRY
 
-    for module, _ in SOURCE_KINDS.values():
+    for module, *_ in (*SOURCE_KINDS.values(), *SERVICE_SOURCES.values()):
         importlib.import_module(module)       # each connector registers its tables on import
     for contract in legacy_csv.find_contracts():
         for feed in (*contract.exports, *contract.code_maps):

@@ -79,12 +79,13 @@ SUITES = {f"silver__{e.name}": partial(build_entity_suite, e) for e in ENTITIES}
 
 # the jobs that write silver before `validate_silver` runs (conform, the EMPI, ECG): their tables
 # are validated there, so a broken one is held before the record flags and indicators read it
-SILVER_MODULES = ("spark_jobs.conform.silver", "spark_jobs.empi.match", "spark_jobs.ecg.job")
+SILVER_MODULES = ("spark_jobs.conform.silver", "spark_jobs.empi.match", "spark_jobs.ecg.job",
+                  "spark_jobs.imaging.job")
 
 
 def catalogued_tables() -> dict[str, tuple[str, ...]]:
     """``{silver table: key}`` of every table the modules in :data:`SILVER_MODULES` define that
-    is not an entity table (the EMPI's, the org units, unmapped codes, the ECG tables)."""
+    is not an entity table (the EMPI's, the org units, unmapped codes, the ECG and imaging tables)."""
     import importlib
 
     from lakehouse.tables import TableSpec

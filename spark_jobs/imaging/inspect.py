@@ -8,15 +8,12 @@ list is the expected answer). Nothing is written anywhere.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from spark_jobs.imaging import parse
 
 
 def inspect_file(path: Path, key: bytes) -> dict:
-    import pydicom
-
     from spark_jobs.imaging.deid import deidentify, surviving_identifiers
     from spark_jobs.imaging.thumbnails import ThumbnailError, thumbnail_png
 
@@ -28,9 +25,7 @@ def inspect_file(path: Path, key: bytes) -> dict:
            "surviving_identifiers": []}
     if row["status"] == "quarantined":
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, force=True)
+    ds = parse.load_dataset(str(path))
     try:
         png = thumbnail_png(ds)
         out["thumbnail"], out["thumbnail_bytes"] = True, len(png)

@@ -21,6 +21,13 @@ from __future__ import annotations
 import os
 import warnings
 
+import pydicom
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom import uid
+from pydicom.dataelem import RawDataElement
+from pydicom.pixels import get_decoder
+
 PIXEL_DATA = 0x7FE00010
 SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"   # (FFFE,E0DD), length 0, little endian
 DEFER = 1024   # bytes: larger values are located, not read
@@ -32,7 +39,7 @@ FIELDS = ("status", "reason", "repairs", "sop_instance_uid", "series_instance_ui
           "rows", "columns", "frames", "samples_per_pixel", "bits_allocated", "bits_stored",
           "photometric_interpretation", "pixel_spacing_row_mm", "pixel_spacing_col_mm", "slice_thickness_mm",
           "file_size", "pixel_bytes", "expected_pixel_bytes", "has_pixel_data", "burned_in_annotation",
-          "patient_id", "accession_number", "request_id")
+          "patient_id", "accession_number")
 SCHEMA = (
     "status STRING, reason STRING, repairs STRING, sop_instance_uid STRING, series_instance_uid STRING, "
     "study_instance_uid STRING, sop_class_uid STRING, sop_class_name STRING, transfer_syntax STRING, "
@@ -42,40 +49,79 @@ SCHEMA = (
     "rows INT, columns INT, frames INT, samples_per_pixel INT, bits_allocated INT, bits_stored INT, "
     "photometric_interpretation STRING, pixel_spacing_row_mm DOUBLE, pixel_spacing_col_mm DOUBLE, "
     "slice_thickness_mm DOUBLE, file_size BIGINT, pixel_bytes BIGINT, expected_pixel_bytes BIGINT, "
-    "has_pixel_data BOOLEAN, burned_in_annotation STRING, patient_id STRING, accession_number STRING, "
-    "request_id STRING")
+    "has_pixel_data BOOLEAN, burned_in_annotation STRING, patient_id STRING, accession_number STRING")
 
 
-def _get(ds, keyword: str):
+_ASCII_VRS = {"AE", "AS", "CS", "DA", "DT", "TM", "UI", "IS", "DS"}
+_INT_VRS = {"US": 2, "UL": 4, "SS": 2, "SL": 4}
+
+
+_TAGS: dict[str, int] = {}
+
+
+def _tag(keyword: str) -> int:
+    tag = _TAGS.get(keyword)
+    if tag is None:
+        tag = _TAGS[keyword] = tag_for_keyword(keyword)
+    return tag
+
+
+def _raw(ds, keyword: str, encodings):
+    """The value of a top-level element decoded straight from its raw bytes (first value of a
+    multi-valued one as text): pydicom's full value conversion costs more than reading the whole
+    header, and a catalogue needs only the text and numbers."""
     try:
-        v = ds.get(keyword)
+        elem = ds.get_item(_tag(keyword))
+        if elem is None:
+            return None
+        if not isinstance(elem, RawDataElement):           # already converted (e.g. by a repair)
+            v = elem.value
+            return None if v in (None, "", b"") else v
+        raw, vr = elem.value, elem.VR or dictionary_VR(elem.tag)
+        if raw is None or len(raw) == 0:
+            return None
+        if vr in _INT_VRS:
+            return int.from_bytes(raw[: _INT_VRS[vr]], "little" if elem.is_little_endian else "big",
+                                  signed=vr.startswith("S"))
+        text = raw.decode("ascii", "replace") if vr in _ASCII_VRS else decode_bytes(raw, encodings, set())
+        text = text.strip(" \x00")
+        return text or None
     except Exception:  # noqa: BLE001 - a malformed value is a missing value here
         return None
-    return None if v is None or v == "" else v
 
 
-def _text(ds, keyword: str) -> str | None:
-    v = _get(ds, keyword)
-    s = str(v).strip() if v is not None else ""
-    return s or None
+def _text(ds, keyword: str, encodings) -> str | None:
+    v = _raw(ds, keyword, encodings)
+    return None if v is None else str(v).strip() or None
 
 
-def _number(ds, keyword: str, kind=int):
-    v = _get(ds, keyword)
+def _number(ds, keyword: str, encodings, kind=int):
+    v = _raw(ds, keyword, encodings)
     try:
-        return kind(v[0] if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else v)
-    except (TypeError, ValueError, IndexError):
+        return kind(float(str(v).split("\\")[0])) if v is not None else None
+    except ValueError:
         return None
 
 
-def _spacing(ds) -> tuple[float | None, float | None]:
+def _pair(ds, keyword: str, encodings) -> tuple[float, float] | None:
+    v = _raw(ds, keyword, encodings)
+    parts = str(v).split("\\") if v is not None else []
+    try:
+        return (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+    except ValueError:
+        return None
+
+
+def _spacing(ds, encodings) -> tuple[float | None, float | None]:
     """Pixel spacing (row, column) in mm: Pixel Spacing, else Imager Pixel Spacing, else the
     enhanced multi-frame Pixel Measures functional group."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        v = _get(ds, keyword)
-        if v is not None and len(v) == 2:
-            return float(v[0]), float(v[1])
+        pair = _pair(ds, keyword, encodings)
+        if pair:
+            return pair
     for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        if _tag(groups) not in ds:
+            continue
         try:
             v = ds[groups][0].PixelMeasuresSequence[0].PixelSpacing
             return float(v[0]), float(v[1])
@@ -84,19 +130,16 @@ def _spacing(ds) -> tuple[float | None, float | None]:
     return None, None
 
 
-def _request_id(ds) -> str | None:
+def _encodings(ds):
+    value = _raw(ds, "SpecificCharacterSet", ["iso8859"])
     try:
-        for item in ds.get("RequestAttributesSequence") or []:
-            if item.get("RequestedProcedureID"):
-                return str(item.RequestedProcedureID).strip()
-    except Exception:  # noqa: BLE001
-        pass
-    return None
+        return convert_encodings([p.strip() for p in str(value).split("\\")] if value else None)
+    except Exception:  # noqa: BLE001 - an unknown character set: read as the default repertoire
+        return ["iso8859"]
 
 
 def _transfer_syntax(ds):
     """The data set's transfer syntax: from its File Meta, else from how pydicom decoded it."""
-    from pydicom import uid
 
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts:
@@ -108,10 +151,10 @@ def _transfer_syntax(ds):
             uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian), True
 
 
-def _pixel_check(path: str, ds, ts) -> tuple[int | None, int | None, str | None]:
+def _pixel_check(path: str, ds, ts, row: dict) -> tuple[int | None, int | None, str | None]:
     """(bytes present, bytes expected, quarantine reason) of the Pixel Data."""
     elem = ds.get_item(PIXEL_DATA, keep_deferred=True)
-    size = os.path.getsize(path)
+    size = row["file_size"]
     if ts is not None and ts.is_encapsulated:
         # fragments: complete when the sequence delimiter item closes the file
         with open(path, "rb") as f:
@@ -127,20 +170,35 @@ def _pixel_check(path: str, ds, ts) -> tuple[int | None, int | None, str | None]
         return (size - elem.value_tell if elem.value_tell else None), None, (None if whole else "truncated_pixel_data")
     value = getattr(elem, "value", None)
     present = len(value) if value is not None else max(0, min(elem.length, size - (elem.value_tell or size)))
-    rows, cols, bits = _number(ds, "Rows"), _number(ds, "Columns"), _number(ds, "BitsAllocated")
+    rows, cols, bits = row["rows"], row["columns"], row["bits_allocated"]
     if not (rows and cols and bits):
         return present, None, None
-    frames, samples = _number(ds, "NumberOfFrames") or 1, _number(ds, "SamplesPerPixel") or 1
+    frames, samples = row["frames"] or 1, row["samples_per_pixel"] or 1
     expected = (rows * cols * samples * frames * bits + 7) // 8
     return present, expected, ("truncated_pixel_data" if present < expected else None)
 
 
 def _read(path: str, defer: bool = True):
-    import pydicom
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(path, force=True, defer_size=DEFER if defer else None)
+
+
+def load_dataset(path: str):
+    """The whole data set of a file that :func:`parse_file` accepted, with the same repairs: a data
+    set without File Meta Information gets one (transfer syntax from its encoding, the SOP Class
+    and Instance from the data set), so it can be decoded, de-identified and written again."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = _read(path, defer=False)
+    ts, added_meta = _transfer_syntax(ds)
+    if added_meta and ts is not None:
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = ts
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta = meta
+    return ds
 
 
 def has_preamble(path: str) -> bool:
@@ -160,44 +218,51 @@ def parse_file(path: str) -> dict:
 
 
 def _parse(path: str, row: dict) -> dict:
-    from pydicom.pixels import get_decoder
-
     row["file_size"] = os.path.getsize(path)
-    preamble = has_preamble(path)
     try:
         ds = _read(path)
-        sop_class, sop_instance = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+        sop_class, sop_instance = (_text(ds, k, ["iso8859"]) for k in ("SOPClassUID", "SOPInstanceUID"))
     except Exception:  # noqa: BLE001 - a parse failure is a reason code
-        return {**row, "status": "quarantined", "reason": "unreadable_header" if preamble else "not_dicom"}
+        return {**row, "status": "quarantined", "reason": "unreadable_header" if has_preamble(path) else "not_dicom"}
+    preamble = getattr(ds, "preamble", None) is not None
     if not (sop_class and sop_instance):
         # without a preamble, force-reading anything "succeeds" into garbage elements
         return {**row, "status": "quarantined", "reason": "no_sop_instance" if preamble else "not_dicom"}
     ts, added_meta = _transfer_syntax(ds)
     if ts is not None and ts.is_deflated:   # deferred offsets would point into the inflated stream
         ds = _read(path, defer=False)
-    spacing = _spacing(ds)
+    enc = _encodings(ds)
+    spacing = _spacing(ds, enc)
+    has_pixels = PIXEL_DATA in ds
+
+    def text(keyword):
+        return _text(ds, keyword, enc)
+
+    def number(keyword, kind=int):
+        return _number(ds, keyword, enc, kind)
+
     row.update(
         status="repaired" if added_meta else "ok", repairs="added_file_meta" if added_meta else None,
         sop_instance_uid=sop_instance, sop_class_uid=sop_class, sop_class_name=_uid_name(sop_class),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"), study_instance_uid=_text(ds, "StudyInstanceUID"),
+        series_instance_uid=text("SeriesInstanceUID"), study_instance_uid=text("StudyInstanceUID"),
         transfer_syntax=str(ts) if ts else None, transfer_syntax_name=ts.name if ts else None,
-        modality=_text(ds, "Modality"), body_part=_text(ds, "BodyPartExamined"),
-        study_date=_text(ds, "StudyDate"), study_time=_text(ds, "StudyTime"),
-        series_number=_number(ds, "SeriesNumber"), instance_number=_number(ds, "InstanceNumber"),
-        series_description=_text(ds, "SeriesDescription"), study_description=_text(ds, "StudyDescription"),
-        institution_name=_text(ds, "InstitutionName"), manufacturer=_text(ds, "Manufacturer"),
-        model=_text(ds, "ManufacturerModelName"), station_name=_text(ds, "StationName"),
-        device_serial=_text(ds, "DeviceSerialNumber"), rows=_number(ds, "Rows"), columns=_number(ds, "Columns"),
-        frames=_number(ds, "NumberOfFrames") or (1 if PIXEL_DATA in ds else 0),
-        samples_per_pixel=_number(ds, "SamplesPerPixel"), bits_allocated=_number(ds, "BitsAllocated"),
-        bits_stored=_number(ds, "BitsStored"), photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        modality=text("Modality"), body_part=text("BodyPartExamined"),
+        study_date=text("StudyDate"), study_time=text("StudyTime"),
+        series_number=number("SeriesNumber"), instance_number=number("InstanceNumber"),
+        series_description=text("SeriesDescription"), study_description=text("StudyDescription"),
+        institution_name=text("InstitutionName"), manufacturer=text("Manufacturer"),
+        model=text("ManufacturerModelName"), station_name=text("StationName"),
+        device_serial=text("DeviceSerialNumber"), rows=number("Rows"), columns=number("Columns"),
+        frames=number("NumberOfFrames") or (1 if has_pixels else 0),
+        samples_per_pixel=number("SamplesPerPixel"), bits_allocated=number("BitsAllocated"),
+        bits_stored=number("BitsStored"), photometric_interpretation=text("PhotometricInterpretation"),
         pixel_spacing_row_mm=spacing[0], pixel_spacing_col_mm=spacing[1],
-        slice_thickness_mm=_number(ds, "SliceThickness", float), has_pixel_data=PIXEL_DATA in ds,
-        burned_in_annotation=_text(ds, "BurnedInAnnotation"), patient_id=_text(ds, "PatientID"),
-        accession_number=_text(ds, "AccessionNumber"), request_id=_request_id(ds))
+        slice_thickness_mm=number("SliceThickness", float), has_pixel_data=has_pixels,
+        burned_in_annotation=text("BurnedInAnnotation"), patient_id=text("PatientID"),
+        accession_number=text("AccessionNumber"))
     if not row["has_pixel_data"]:
         return row      # a waveform, structured report...: catalogued, nothing to decode
-    present, expected, reason = _pixel_check(path, ds, ts)
+    present, expected, reason = _pixel_check(path, ds, ts, row)
     row.update(pixel_bytes=present, expected_pixel_bytes=expected)
     if reason:
         return {**row, "status": "quarantined", "reason": reason}
@@ -212,7 +277,5 @@ def _parse(path: str, row: dict) -> dict:
 
 
 def _uid_name(value: str) -> str | None:
-    from pydicom.uid import UID
-
-    name = UID(value).name
+    name = uid.UID(value).name
     return None if name == value else name

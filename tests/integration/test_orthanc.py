@@ -96,6 +96,25 @@ def city(spark, pacs_url, tmp_path_factory):
     return s, sent, results
 
 
+def _assert_every_study_in_silver(spark, s, good: list[Path], expect_parsed: int) -> None:
+    """The imaging job catalogues what the PACS pull landed: only the new files, and then every
+    study the PACS holds is in silver with all its instances."""
+    import pydicom
+
+    from spark_jobs.imaging.job import run_imaging
+
+    result = run_imaging(spark, s.lake_root)
+    assert (result.parsed, result.quarantined) == (expect_parsed, 0)
+    want: dict[str, set] = {}
+    for p in good:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        want.setdefault(str(ds.StudyInstanceUID), set()).add(str(ds.SOPInstanceUID))
+    studies = {r.study_instance_uid: r.n_instances for r in _rows(spark, s, "silver.imaging_studies").collect()}
+    assert studies == {uid: len(sops) for uid, sops in want.items()}
+    sources = {r.source for r in _rows(spark, s, "silver.imaging_instances").collect()}
+    assert sources == {"orthanc"}
+
+
 def test_every_instance_the_pacs_received_is_in_bronze_or_quarantined_with_its_reason(spark, city):
     s, sent, results = city
     dicom = s.dropzone_root / "dicom"
@@ -134,6 +153,8 @@ def test_every_instance_the_pacs_received_is_in_bronze_or_quarantined_with_its_r
         ds = pydicom.dcmread(dicom / t, force=True, specific_tags=["PatientName", "OtherPatientIDs"])
         assert all(str(ds.PatientName) not in r.raw_payload and str(ds.OtherPatientIDs) not in r.raw_payload
                    for r in quarantined)
+
+    _assert_every_study_in_silver(spark, s, good, expect_parsed=len(good))
 
     (batch,) = _rows(spark, s, "ops.ingest_batches").where("source = 'orthanc'").collect()
     assert batch.rows_read == batch.rows_loaded + batch.rows_quarantined == len(files)
@@ -174,6 +195,9 @@ def test_the_next_day_adds_only_its_instances_and_a_crash_before_the_watermark_i
             .collect()}
     assert day2 == {_sop_uid(p) for p in day_files(s.dropzone_root, DAY2)
                     if p.relative_to(s.dropzone_root / "dicom").as_posix() not in _truncated_files(s, DAY2)}
+    good = [p for day in (DAY1, DAY2) for p in day_files(s.dropzone_root, day)
+            if p.relative_to(s.dropzone_root / "dicom").as_posix() not in _truncated_files(s, day)]
+    _assert_every_study_in_silver(spark, s, good, expect_parsed=n_day2 - n_truncated)
     mark2 = int(ops.get_watermark(spark, s.lake_root, "orthanc", "files"))
     assert mark2 > mark1 and str(mark2) == result.watermark
     batches = _rows(spark, s, "ops.ingest_batches").where("source = 'orthanc'").collect()
