@@ -263,11 +263,21 @@ def test_report_data_docs_and_dashboard_are_there(city):
     con = duckdb.connect(str(s.serving_duckdb_path), read_only=True)
     worklist = con.execute("SELECT count(*), count(DISTINCT request_id) FROM mart_ecg_worklist").fetchone()
     turnaround = con.execute("SELECT coalesce(sum(requests), 0) FROM mart_ecg_turnaround").fetchone()[0]
+    # and the remote-imaging ones: one row per request, its study when the images were catalogued
+    imaging = con.execute("SELECT count(*), count(DISTINCT request_id), count(study_instance_uid) "
+                          "FROM mart_imaging_worklist").fetchone()
+    imaging_turnaround = con.execute("SELECT coalesce(sum(requests), 0), coalesce(sum(studies_received), 0) "
+                                     "FROM mart_imaging_turnaround").fetchone()
     con.close()
     from deltalake import DeltaTable
 
     requests = len(DeltaTable(f"{s.lake_root}/silver/ecg_requests").to_pandas(columns=["request_id"]))
     assert worklist == (requests, requests) and turnaround == requests and requests > 0
+    img_requests = len(DeltaTable(f"{s.lake_root}/silver/imaging_requests").to_pandas(columns=["request_id"]))
+    studies = DeltaTable(f"{s.lake_root}/silver/imaging_studies").to_pandas(columns=["request_id"])
+    linked = studies.request_id.dropna().nunique()
+    assert imaging == (img_requests, img_requests, linked) and imaging_turnaround == (img_requests, linked)
+    assert img_requests > 0 and linked > 0
 
     meta = sqlite3.connect(s.home / "superset" / "superset.db")
     titles = [t for (t,) in meta.execute("SELECT dashboard_title FROM dashboards")]
