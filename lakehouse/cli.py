@@ -235,17 +235,22 @@ def ecg_process() -> None:
 def ecg_worklist(limit: int = typer.Option(20, help="rows to print")) -> None:
     """The reading worklist (gold mart_ecg_worklist in the serving database): unreported recordings,
     most urgent first."""
-    import duckdb
-
-    path = pipeline.paths()["serving_db"]
-    con = duckdb.connect(str(path), read_only=True)
-    rows = con.execute(
+    _print_serving_query(
+        "远程心电阅片工作列表 (most urgent first)", ("阅片中心", "#", "申请号", "申请机构", "申请时间", "状态", "优先级", "提示"),
         "SELECT reading_org_name, worklist_rank, request_id, org_name, requested_at, status, priority, flag_reasons "
         "FROM mart_ecg_worklist WHERE status IN ('待阅片', '需重新采集') "
-        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit]).fetchall()
+        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit])
+
+
+def _print_serving_query(title: str, headers: tuple[str, ...], sql: str, params: list) -> None:
+    """Run ``sql`` on the serving database (read-only) and print its rows as a table."""
+    import duckdb
+
+    con = duckdb.connect(str(pipeline.paths()["serving_db"]), read_only=True)
+    rows = con.execute(sql, params).fetchall()
     con.close()
-    t = Table(title="远程心电阅片工作列表 (most urgent first)")
-    for c in ("阅片中心", "#", "申请号", "申请机构", "申请时间", "状态", "优先级", "提示"):
+    t = Table(title=title)
+    for c in headers:
         t.add_column(c)
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
@@ -314,21 +319,11 @@ def imaging_inspect(directory: Path = typer.Argument(..., exists=True, file_okay
 def imaging_worklist(limit: int = typer.Option(20, help="rows to print")) -> None:
     """The imaging reading worklist (gold mart_imaging_worklist in the serving database):
     unreported studies, SLA breaches first, then the oldest."""
-    import duckdb
-
-    path = pipeline.paths()["serving_db"]
-    con = duckdb.connect(str(path), read_only=True)
-    rows = con.execute(
+    _print_serving_query(
+        "远程影像阅片工作列表", ("阅片中心", "#", "申请号", "申请机构", "检查类型", "申请时间", "状态", "时限(小时)", "超时"),
         "SELECT reading_org_name, worklist_rank, request_id, org_name, modality, requested_at, status, "
         "sla_hours, sla_breached FROM mart_imaging_worklist WHERE status IN ('待阅片', '未收到影像') "
-        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit]).fetchall()
-    con.close()
-    t = Table(title="远程影像阅片工作列表")
-    for c in ("阅片中心", "#", "申请号", "申请机构", "检查类型", "申请时间", "状态", "时限(小时)", "超时"):
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    console.print(t)
+        "ORDER BY reading_org_name, worklist_rank LIMIT ?", [limit])
 
 
 empi_app = typer.Typer(no_args_is_help=True, help="The resident master index (spark_jobs/empi).")
