@@ -99,6 +99,8 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
             writer = df.write.format("delta").mode("errorifexists")
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)
+            if spec.stats_columns:
+                writer = writer.option("delta.dataSkippingStatsColumns", ",".join(spec.stats_columns))
             writer.save(path)
             # the commit's own metrics: no second pass over the data to count it
             last = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()

@@ -20,6 +20,9 @@ class TableSpec:
     description: str = ""
     schema: str | None = None      # Spark DDL for tables the platform shapes; None: as received
     partition_by: tuple[str, ...] = field(default=())
+    # columns Delta keeps min/max statistics of for data skipping (set when the table is created);
+    # empty: Delta's default, the first 32 columns, which is wasted work on a wide catalogue table
+    stats_columns: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
         layer = self.name.split(".", 1)[0]

@@ -13,11 +13,20 @@ returns one flat dict with ``status``:
 A file whose data set starts with stray bytes is not repaired: skipping them would be a guess,
 not a rule of the standard, so it is quarantined as ``not_dicom``.
 
+Two readers, one result. The common file (a preamble, File Meta Information naming a transfer
+syntax that is not deflated, a data set encoded as the meta says, no enhanced functional groups)
+is read by :func:`_scan` straight from pydicom's element generator with the same options as
+``dcmread(force=True, defer_size=1024)``, without building a ``Dataset``: that object is most of
+``dcmread``'s cost for a header of a few dozen elements, and a catalogue needs only the raw values.
+Everything else (and any file the scan cannot finish) goes through ``dcmread``, which also makes
+the repairs. A unit test parses every file both ways and compares the rows.
+
 Identifying attributes (patient id, request id) are returned for linking only; the silver tables
 do not keep them.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 
@@ -26,6 +35,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom import uid
 from pydicom.dataelem import RawDataElement
+from pydicom.filereader import data_element_generator
 from pydicom.pixels import get_decoder
 
 PIXEL_DATA = 0x7FE00010
@@ -51,6 +61,16 @@ SCHEMA = (
     "slice_thickness_mm DOUBLE, file_size BIGINT, pixel_bytes BIGINT, expected_pixel_bytes BIGINT, "
     "has_pixel_data BOOLEAN, burned_in_annotation STRING, patient_id STRING, accession_number STRING")
 
+
+# every top-level attribute the catalogue reads (a unit test parses each file with and without
+# this list and compares the rows, so a field read below but missing here shows up there)
+CATALOGUE_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Modality",
+    "BodyPartExamined", "StudyDate", "StudyTime", "SeriesNumber", "InstanceNumber", "SeriesDescription",
+    "StudyDescription", "InstitutionName", "Manufacturer", "ManufacturerModelName", "StationName",
+    "DeviceSerialNumber", "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+    "PhotometricInterpretation", "PixelSpacing", "ImagerPixelSpacing", "SliceThickness", "BurnedInAnnotation",
+    "PatientID", "AccessionNumber")
 
 _ASCII_VRS = {"AE", "AS", "CS", "DA", "DT", "TM", "UI", "IS", "DS"}
 _INT_VRS = {"US": 2, "UL": 4, "SS": 2, "SL": 4}
@@ -207,6 +227,108 @@ def has_preamble(path: str) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
+_EXPLICIT_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+    .split())
+_FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)   # Shared / Per-frame Functional Groups Sequence
+
+
+def _not_meta(tag, vr, length) -> bool:
+    return tag >> 16 != 0x0002
+
+
+def scan_tags() -> list[int]:
+    """The top-level tags the catalogue reads (the scan skips the others unread)."""
+    global _SCAN_TAGS
+    if _SCAN_TAGS is None:
+        _SCAN_TAGS = [_tag(k) for k in CATALOGUE_KEYWORDS] + [PIXEL_DATA, *_FUNCTIONAL_GROUPS]
+    return _SCAN_TAGS
+
+
+_SCAN_TAGS: list[int] | None = None
+
+
+class _Header:
+    """The top-level elements of a data set by tag, as pydicom's element generator yields them:
+    answers the two questions :func:`_parse` asks of a ``Dataset`` (``get_item``, ``in``)."""
+
+    __slots__ = ("elements", "transfer_syntax")
+
+    def __init__(self, elements: dict, transfer_syntax):
+        self.elements, self.transfer_syntax = elements, transfer_syntax
+
+    def get_item(self, tag: int, keep_deferred: bool = False):
+        return self.elements.get(tag)
+
+    def __contains__(self, tag: int) -> bool:
+        return tag in self.elements
+
+
+HEAD_BYTES = 65536   # the scan reads this much of a file at once: the header of almost every image
+
+
+def _scan(path: str) -> _Header | None:
+    """The common Part 10 file's header without a ``Dataset`` (see the module docstring), or None
+    when the file needs ``dcmread``: no preamble, no usable File Meta, a deflated or unknown
+    transfer syntax, a data set not encoded as its meta says, enhanced functional groups, or
+    anything the generator cannot read to the end.
+
+    The first :data:`HEAD_BYTES` are read at once and scanned in memory; the scan stops at the
+    Pixel Data element (only the Data Set Trailing Padding and Digital Signatures may follow it,
+    neither catalogued). When the header does not end within those bytes, the file is scanned
+    from disk instead."""
+    try:
+        with open(path, "rb") as f:
+            buf = f.read(HEAD_BYTES)
+            whole = len(buf) < HEAD_BYTES
+            try:
+                header = _scan_stream(io.BytesIO(buf), len(buf), whole)
+            except Exception:  # noqa: BLE001 - e.g. encapsulated pixel data running past the bytes read
+                if whole:
+                    raise
+                header = None
+            if header is None and not whole:
+                f.seek(0)
+                header = _scan_stream(f, None, True)
+    except Exception:  # noqa: BLE001 - whatever the scan cannot read, dcmread reads (or rejects)
+        return None
+    if header is None or any(t in header.elements for t in _FUNCTIONAL_GROUPS):
+        return None
+    return header
+
+
+def _scan_stream(f, buffered: int | None, whole: bool) -> _Header | None:
+    """:func:`_scan` over ``f``: the whole file (``whole``) or its first ``buffered`` bytes, in
+    which case the result stands only if the Pixel Data and every value read lie within them."""
+    head = f.read(132)
+    if len(head) < 132 or head[128:] != b"DICM":
+        return None
+    meta = {e.tag: e for e in data_element_generator(f, False, True, stop_when=_not_meta)}
+    raw_ts = meta.get(0x00020010)
+    if raw_ts is None or not raw_ts.value:
+        return None
+    ts = uid.UID(raw_ts.value.decode("ascii").strip(" \x00"))
+    if not ts.is_transfer_syntax or ts.is_deflated:
+        return None
+    implicit, little = ts.is_implicit_VR, ts.is_little_endian
+    first = f.read(6)
+    if len(first) == 6 and (first[4:6] in _EXPLICIT_VRS) == implicit:
+        return None   # the data set is not encoded as its meta says: dcmread's heuristics decide
+    f.seek(-len(first), 1)
+    elements = {}
+    for e in data_element_generator(f, implicit, little, defer_size=DEFER, specific_tags=scan_tags()):
+        elements[e.tag] = e
+        if e.tag == PIXEL_DATA:
+            break
+    if not whole:
+        pixels = elements.get(PIXEL_DATA)
+        if pixels is None or pixels.value_tell > buffered or any(
+                isinstance(e, RawDataElement) and e.value is not None and e.length != 0xFFFFFFFF
+                and len(e.value) < e.length for e in elements.values()):
+            return None
+    return _Header(elements, ts)
+
+
 def parse_file(path: str) -> dict:
     """The catalogue row of one DICOM file (see the module docstring); never raises."""
     row: dict = dict.fromkeys(FIELDS)
@@ -219,18 +341,27 @@ def parse_file(path: str) -> dict:
 
 def _parse(path: str, row: dict) -> dict:
     row["file_size"] = os.path.getsize(path)
-    try:
-        ds = _read(path)
+    ds = _scan(path)
+    if ds is not None:
         sop_class, sop_instance = (_text(ds, k, ["iso8859"]) for k in ("SOPClassUID", "SOPInstanceUID"))
-    except Exception:  # noqa: BLE001 - a parse failure is a reason code
-        return {**row, "status": "quarantined", "reason": "unreadable_header" if has_preamble(path) else "not_dicom"}
-    preamble = getattr(ds, "preamble", None) is not None
-    if not (sop_class and sop_instance):
-        # without a preamble, force-reading anything "succeeds" into garbage elements
-        return {**row, "status": "quarantined", "reason": "no_sop_instance" if preamble else "not_dicom"}
-    ts, added_meta = _transfer_syntax(ds)
-    if ts is not None and ts.is_deflated:   # deferred offsets would point into the inflated stream
-        ds = _read(path, defer=False)
+        if not (sop_class and sop_instance):
+            ds = None                                  # dcmread decides what the file is
+        else:
+            ts, added_meta = ds.transfer_syntax, False
+    if ds is None:
+        try:
+            ds = _read(path)
+            sop_class, sop_instance = (_text(ds, k, ["iso8859"]) for k in ("SOPClassUID", "SOPInstanceUID"))
+        except Exception:  # noqa: BLE001 - a parse failure is a reason code
+            return {**row, "status": "quarantined",
+                    "reason": "unreadable_header" if has_preamble(path) else "not_dicom"}
+        preamble = getattr(ds, "preamble", None) is not None
+        if not (sop_class and sop_instance):
+            # without a preamble, force-reading anything "succeeds" into garbage elements
+            return {**row, "status": "quarantined", "reason": "no_sop_instance" if preamble else "not_dicom"}
+        ts, added_meta = _transfer_syntax(ds)
+        if ts is not None and ts.is_deflated:   # deferred offsets would point into the inflated stream
+            ds = _read(path, defer=False)
     enc = _encodings(ds)
     spacing = _spacing(ds, enc)
     has_pixels = PIXEL_DATA in ds
