@@ -3,7 +3,10 @@
     lakehouse demo --residents 20000     simulate a city and run the whole slice, then summarise
     lakehouse simulate --residents N --days D [--pacs URL]   build the city's sources as of day D
     lakehouse run [--step S ...]         run pipeline steps (default: all after simulate)
-    lakehouse ingest --all [--until DAY] [--full] | validate | conform | indicators | gold | serve | report | dashboards
+    lakehouse ingest --all [--until DAY] [--full] | validate | conform | gold | serve | report | dashboards
+    lakehouse indicators compute         every catalogued indicator, with its member records
+    lakehouse indicators explain ID --org CODE --period P
+                                         one value: parts, target, score, first members with reasons
     lakehouse summary                    rows per table, indicator values, where to look
     lakehouse empi evaluate              EMPI precision / recall against the simulator's ground truth
     lakehouse quality flags | scorecard | report | evaluate
@@ -130,10 +133,60 @@ def conform() -> None:
     _print(pipeline.conform())
 
 
-@app.command()
-def indicators() -> None:
-    """Compute the catalogued indicators."""
+indicators_app = typer.Typer(no_args_is_help=True, help="The performance-assessment indicators (spark_jobs/indicators).")
+app.add_typer(indicators_app, name="indicators")
+
+
+@indicators_app.command("compute")
+def indicators_compute() -> None:
+    """Compute every catalogued indicator: values per org unit and period, with their members."""
     _print(pipeline.compute_indicators())
+
+
+@indicators_app.command("explain")
+def indicators_explain(indicator: str = typer.Argument(..., help="indicator id, e.g. htn_standard_mgmt_rate"),
+                       org: str = typer.Option(..., "--org", help="org code: an institution, township centre, county or city bureau"),
+                       period: str = typer.Option(..., "--period", help="2025, 2025-Q3 or 2025-07"),
+                       limit: int = typer.Option(10, help="members shown on each side"),
+                       as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
+    """One value taken apart: numerator, denominator, target, score, and the first members of the
+    numerator and of the denominator outside it, with the reason for each."""
+    from lakehouse.spark import get_spark
+    from spark_jobs.indicators.engine import explain
+
+    s = get_settings()
+    try:
+        out = explain(get_spark(s), s.lake_root, indicator, org, period, limit)
+    except (KeyError, LookupError) as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        _print(out)
+        return
+    ind, v = out["indicator"], out["value"]
+    fmt = (lambda x: "—" if x is None else f"{x:.2%}") if ind["unit"] == "rate" else \
+        (lambda x: "—" if x is None else f"{x:,.2f}")
+    head = Table(title=f"{ind['name_zh']}（{ind['id']}） {v['org_name'] or v['org_code']} {v['period']}",
+                 show_header=False)
+    for label, text in (("指标值", fmt(v["value"])),
+                        ("分子", f"{v['numerator']:,.2f}（{ind['numerator_zh']}）"),
+                        ("分母", "—" if v["denominator"] is None else f"{v['denominator']:,.2f}（{ind['denominator_zh']}）"),
+                        ("目标值", fmt(v["target"])), ("得分", "—" if v["score"] is None else f"{v['score']:.2f} / {v['weight']:.1f}"),
+                        ("机构层级", v["org_level"]), ("口径版本", v["catalog_version"]),
+                        ("输入数据版本", v["input_versions"])):
+        head.add_row(label, text)
+    console.print(head)
+    sides = [(f"计入分子的成员（共{out['members_in_numerator']}，显示前{limit}）", out["numerator_members"])]
+    if v["denominator"] is not None:
+        outside = out["members_in_denominator"] - out["members_in_numerator"]
+        sides.append((f"在分母但未计入分子的成员（共{outside}，显示前{limit}）", out["outside_numerator_members"]))
+    for title, rows in sides:
+        t = Table(title=title)
+        for col in ("成员", "类型", "机构", "原因"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r["member_id"], r["member_type"], r["member_org_code"] or "", r["reason"] or "")
+        console.print(t)
 
 
 @app.command()

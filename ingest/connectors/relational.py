@@ -148,9 +148,15 @@ def ingest_entity(spark, lake_root: str, source_db_url: str, entity: EntityConfi
         return BatchResult(f"bronze.{SOURCE}__{entity.name}", None, 0, 0, 0)
     # the batch is exactly the slice (from, hi]: the same slice always gets the same id
     conds = conds + [f"updated_at <= '{hi}'"]
-    raw = (spark.read.format("jdbc").options(**jdbc_options(source_db_url))
-           .option("dbtable", f"(SELECT * FROM {entity.name} WHERE {' AND '.join(conds)}) src")
-           .option("fetchsize", "10000").load())
+    reader = (spark.read.format("jdbc").options(**jdbc_options(source_db_url))
+              .option("dbtable", f"(SELECT * FROM {entity.name} WHERE {' AND '.join(conds)}) src")
+              .option("fetchsize", "10000"))
+    raw = reader.load()
+    # a driver that reports FLOAT columns (SQLite's, for REAL) makes Spark read them as 32-bit
+    # floats: 4068.73 yuan would land as 4068.72998. Read them as the doubles the database holds.
+    floats = [f.name for f in raw.schema.fields if f.dataType.typeName() == "float"]
+    if floats:
+        raw = reader.option("customSchema", ", ".join(f"`{c}` DOUBLE" for c in floats)).load()
     checked = raw.withColumn(REASON, reject_reason(raw, entity))
     bid = ops.batch_id(SOURCE, entity.name, wm_from or "", hi)
     result = load_batch(spark, lake_root, checked, source=SOURCE, entity=entity.name, keys=entity.key,

@@ -7,11 +7,12 @@ number can be audited down to the person and recomputed from the same table vers
 from __future__ import annotations
 
 import json
-from typing import Callable
-
 from lakehouse import delta
-from lakehouse.tables import TableSpec, register
-from spark_jobs.conform.silver import HTN_FOLLOWUPS, HTN_PATIENTS, ORG_UNITS
+from lakehouse.tables import TableSpec, register, table
+from spark_jobs.conform.silver import ORG_UNITS
+from spark_jobs.empi.match import PERSONS
+from spark_jobs.quality.authenticity import RECORD_FLAGS
+from spark_jobs.indicators import rules
 from spark_jobs.indicators.catalog import Catalog, Indicator, load_catalog
 
 VALUES = register(TableSpec(
@@ -21,20 +22,26 @@ MEMBERS = register(TableSpec(
     "silver.indicator_members", keys=("indicator_id", "period", "member_id"),
     description="The records behind every numerator and denominator, with the reason"))
 
-LEVEL_COLUMNS = {"township": "township_org_code", "county": "county_org_code", "city": "city_org_code"}
+LEVEL_COLUMNS = {"institution": "member_org_code", "township": "township_org_code", "county": "county_org_code",
+                 "city": "city_org_code"}
+PERSON_RULES = {"chronic_management", "age_group_service"}   # rules that read silver.persons
+OPTIONAL_INPUTS = {"silver.record_flags"}   # before the first quality run: no authenticity coefficient
 
 
-def _read_inputs(spark, lake_root: str, specs: list[TableSpec], versions: dict[str, int] | None):
-    """Read ``specs`` at pinned versions (the given ones, else the current ones)."""
+def _read_inputs(spark, lake_root: str, names: list[str], versions: dict[str, int] | None):
+    """Read the tables ``names`` at pinned versions (the given ones, else the current ones)."""
     versions = dict(versions or {})
     frames = {}
-    for spec in specs:
-        v = versions.get(spec.name)
+    for name in names:
+        spec = table(name)
+        v = versions.get(name)
         if v is None:
+            if name in OPTIONAL_INPUTS and not delta.table_exists(spark, spec.path(lake_root)):
+                continue
             v = delta.table_version(spark, spec.path(lake_root))
-            versions[spec.name] = v
-        frames[spec.name] = delta.read(spark, spec, lake_root, version=v)
-    return frames, versions
+            versions[name] = v
+        frames[name] = delta.read(spark, spec, lake_root, version=v)
+    return frames, {n: versions[n] for n in frames}
 
 
 def _org_levels(orgs):
@@ -45,45 +52,28 @@ def _org_levels(orgs):
     return orgs.select("org_code", "township_org_code", "county_org_code").crossJoin(city)
 
 
-def htn_standard_management(spark, ind: Indicator, frames: dict):
-    """高血压患者规范管理率 members: one row per managed patient and year."""
+def _context(frames: dict) -> dict:
+    """What rules share: the business key of every silver entity, persons and their residence
+    township centre (a township's area code → its health centre)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
 
-    patients = frames[HTN_PATIENTS.name]
-    followups = frames[HTN_FOLLOWUPS.name]
-    p = ind.params
-    years = followups.select(F.year("followup_date").alias("year")).distinct()
-    # the managing registration of each person: the latest one registered by the year end
-    reg = patients.crossJoin(years).where(F.col("registered_date") <= F.make_date("year", F.lit(12), F.lit(31)))
-    w = Window.partitionBy("person_id", "year").orderBy(F.col("registered_date").desc(), F.col("registry_id").desc())
-    reg = reg.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
-    f2f = (followups.where(F.col("followup_type").isin(*p["face_to_face_types"]))
-           .groupBy("person_id", F.year("followup_date").alias("year"))
-           .agg(F.count("*").alias("face_to_face_followups")))
-    m = (reg.join(f2f, ["person_id", "year"], "left")
-         .withColumn("face_to_face_followups", F.coalesce("face_to_face_followups", F.lit(0))))
-    need = int(p["min_face_to_face_followups"])
-    in_num = F.col("face_to_face_followups") >= need
-    reason = F.when(in_num, F.format_string(f"规范管理：年内面对面随访%d次（≥{need}次）", "face_to_face_followups")) \
-              .otherwise(F.format_string(f"未达规范：年内面对面随访仅%d次（需≥{need}次）", "face_to_face_followups"))
-    return m.select(
-        F.col("year").cast("string").alias("period"), F.col("person_id").alias("member_id"),
-        F.lit("person").alias("member_type"), "person_id", F.col("org_code").alias("member_org_code"),
-        F.lit(True).alias("in_denominator"), in_num.alias("in_numerator"), reason.alias("reason"),
-        F.to_json(F.struct("registry_id", "registered_date", "face_to_face_followups")).alias("evidence"))
+    from spark_jobs.conform.entities import ENTITIES
 
-
-# indicator id → (member function, input tables)
-RULES: dict[str, tuple[Callable, list[TableSpec]]] = {
-    "htn_standard_mgmt_rate": (htn_standard_management, [HTN_PATIENTS, HTN_FOLLOWUPS, ORG_UNITS]),
-}
+    orgs = frames[ORG_UNITS.name]
+    ctx = {"keys": {e.name: e.key for e in ENTITIES}}
+    if PERSONS.name in frames:
+        ctx["persons"] = frames[PERSONS.name].select("person_id", "birth_date", "death_date", "residence_area_code")
+        ctx["residence"] = orgs.where("level = 'township'").select(
+            F.col("area_code").alias("residence_area_code"), "org_code").dropDuplicates(["residence_area_code"])
+    return ctx
 
 
 def score_column(ind: Indicator, value):
     """Column twin of :func:`spark_jobs.indicators.catalog.score` (a unit test compares them)."""
     from pyspark.sql import functions as F
 
+    if ind.scoring == "none":
+        return F.lit(None).cast("double")
     w, t = F.lit(float(ind.weight)), F.lit(float(ind.target))
     if ind.scoring == "at_or_above_target":
         s = F.when(value >= t, w).otherwise(w * value / t)
@@ -92,6 +82,19 @@ def score_column(ind: Indicator, value):
     else:
         s = F.when(value != 0, w).otherwise(F.lit(0.0))
     return F.when(value.isNotNull(), s)
+
+
+def period_bounds():
+    """(period_start, period_end) columns of ``period_type`` / ``period``."""
+    from pyspark.sql import functions as F
+
+    year = F.substring("period", 1, 4).cast("int")
+    first_month = (F.when(F.col("period_type") == "year", F.lit(1))
+                   .when(F.col("period_type") == "quarter", (F.substring("period", 7, 1).cast("int") - 1) * 3 + 1)
+                   .otherwise(F.substring("period", 6, 2).cast("int")))
+    months = F.when(F.col("period_type") == "year", 12).when(F.col("period_type") == "quarter", 3).otherwise(1)
+    start = F.make_date(year, first_month, F.lit(1))
+    return start, F.date_sub(F.add_months(start, months), 1)
 
 
 def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_versions: dict):
@@ -104,25 +107,92 @@ def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_
     frames = []
     for level in ind.levels:
         col = LEVEL_COLUMNS[level]
-        frames.append(m.where(F.col(col).isNotNull()).groupBy("period", F.col(col).alias("org_code")).agg(
-            F.sum(F.col("in_numerator").cast("long")).alias("numerator"),
-            F.sum(F.col("in_denominator").cast("long")).alias("denominator"),
-        ).withColumn("org_level", F.lit(level)))
+        frames.append(m.where(F.col(col).isNotNull()).groupBy("period_type", "period", F.col(col).alias("org_code"))
+                      .agg(F.sum(F.when(F.col("in_numerator"), F.col("numerator_value")).otherwise(0.0))
+                           .alias("numerator"),
+                           F.sum(F.when(F.col("in_denominator"), F.col("denominator_value"))).alias("denominator"))
+                      .withColumn("org_level", F.lit(level)))
     values = frames[0]
     for f in frames[1:]:
         values = values.unionByName(f)
+    ratio = F.when(F.col("denominator") > 0, F.col("numerator") / F.col("denominator"))
+    start, end = period_bounds()
     values = (values.join(names, values.org_code == names.__o, "left").drop("__o")
               .withColumnRenamed("__c", "county_org_code")
-              .withColumn("value", F.when(F.col("denominator") > 0, F.col("numerator") / F.col("denominator")))
+              .withColumn("denominator", F.col("denominator") if ind.unit != "count" else F.lit(None).cast("double"))
+              .withColumn("value", F.col("numerator") if ind.unit == "count" else ratio)
               .withColumn("score", score_column(ind, F.col("value")))
               .select(F.lit(ind.id).alias("indicator_id"), F.lit(ind.name_zh).alias("indicator_name_zh"),
-                      "period", "org_level", "org_code", "org_name", "county_org_code",
+                      F.lit(ind.domain).alias("domain"), F.lit(ind.unit).alias("unit"),
+                      F.lit(ind.direction).alias("direction"), "period_type", "period",
+                      start.alias("period_start"), end.alias("period_end"),
+                      "org_level", "org_code", "org_name", "county_org_code",
                       "numerator", "denominator", "value",
-                      F.lit(float(ind.target)).alias("target"), "score",
+                      F.lit(ind.target).cast("double").alias("target"), "score",
                       F.lit(float(ind.weight)).alias("weight"), F.lit(ind.scoring).alias("scoring"),
                       F.lit(catalog_version).alias("catalog_version"),
                       F.lit(json.dumps(input_versions, sort_keys=True)).alias("input_versions")))
     return values
+
+
+def with_authenticity(values, coefficients):
+    """``values`` with the authenticity columns: records, flagged, coefficient (1 where the unit
+    has no such records) and adjusted_score = score × coefficient (the score itself when the
+    indicator has no authenticity records)."""
+    from pyspark.sql import functions as F
+
+    if coefficients is None:
+        return (values.withColumn("authenticity_records", F.lit(None).cast("long"))
+                .withColumn("authenticity_flagged", F.lit(None).cast("long"))
+                .withColumn("authenticity_coefficient", F.lit(None).cast("double"))
+                .withColumn("adjusted_score", F.col("score")))
+    out = values.join(coefficients, ["period_type", "period", "org_level", "org_code"], "left")
+    return out.withColumn("adjusted_score", F.col("score") * F.coalesce("authenticity_coefficient", F.lit(1.0)))
+
+
+def inputs_of(ind: Indicator) -> list[str]:
+    """Every table an indicator reads: its rule's silver tables, the org units, the persons for
+    the rules over residents, and the record flags for an authenticity coefficient."""
+    extra = [PERSONS.name] if ind.rule in PERSON_RULES else []
+    if ind.params.get("authenticity_records"):
+        extra.append(RECORD_FLAGS.name)
+    tables = [*rules.input_tables(ind), ORG_UNITS.name, *extra]
+    auth = ind.params.get("authenticity_records")
+    if auth and f"silver.{auth['table']}" not in tables:
+        tables.append(f"silver.{auth['table']}")
+    return tables
+
+
+def authenticity(ind: Indicator, frames: dict):
+    """Per period, level and org unit: the indicator's authenticity records dated in the period at
+    the unit's institutions, how many carry an authenticity flag, and the coefficient (the share
+    without one); None when the indicator has no ``authenticity_records``."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.conform.entities import BY_NAME
+
+    auth = ind.params.get("authenticity_records")
+    if not auth or RECORD_FLAGS.name not in frames:
+        return None
+    entity = BY_NAME[auth["table"]]
+    flagged = (frames[RECORD_FLAGS.name].where((F.col("category") == "authenticity") & (F.col("entity") == entity.bronze))
+               .select(F.col("record_id").alias(entity.key)).distinct().withColumn("__flagged", F.lit(1)))
+    recs = rules.with_periods(rules.recorded(frames[f"silver.{auth['table']}"], auth["date"]), auth["date"],
+                              ind.periods).select(entity.key, "org_code", "period_type", "period") \
+        .join(flagged, entity.key, "left")
+    levels = _org_levels(frames[ORG_UNITS.name])
+    m = recs.join(levels.withColumnRenamed("org_code", "member_org_code"),
+                  recs.org_code == F.col("member_org_code"), "left")
+    out = None
+    for level in ind.levels:
+        col = LEVEL_COLUMNS[level]
+        part = (m.where(F.col(col).isNotNull()).groupBy("period_type", "period", F.col(col).alias("org_code"))
+                .agg(F.count("*").alias("authenticity_records"),
+                     F.count("__flagged").alias("authenticity_flagged"))
+                .withColumn("org_level", F.lit(level)))
+        out = part if out is None else out.unionByName(part)
+    return out.withColumn("authenticity_coefficient",
+                          1 - F.col("authenticity_flagged") / F.col("authenticity_records"))
 
 
 def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids: list[str] | None = None,
@@ -136,26 +206,35 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
     from pyspark.sql import functions as F
 
     catalog = catalog or load_catalog()
-    out = {}
+    out, values_frames, member_frames = {}, [], []
     for ind_id in indicator_ids or list(catalog.indicators):
         ind = catalog[ind_id]
-        member_fn, inputs = RULES[ind_id]
-        blocked = {t.name: (held or {})[t.name] for t in inputs if t.name in (held or {})}
+        member_fn = rules.RULES[ind.rule]
+        inputs = inputs_of(ind)
+        blocked = {t: (held or {})[t] for t in inputs if t in (held or {})}
         if blocked:
             out[ind_id] = {"held": blocked}
             continue
         frames, versions = _read_inputs(spark, lake_root, inputs, input_versions)
-        members = member_fn(spark, ind, frames).withColumn("indicator_id", F.lit(ind.id))
-        values = aggregate(spark, ind, members, frames[ORG_UNITS.name], catalog.version, versions)
-        if not write:
-            out[ind_id] = {"values": values, "members": members, "input_versions": versions}
-            continue
-        scope = f"indicator_id = '{ind.id}'"
-        out[ind_id] = {
-            "values": delta.upsert(spark, delta.with_row_hash(values, exclude=()), VALUES, lake_root,
-                                   delete_scope=scope).as_dict(),
-            "members": delta.upsert(spark, delta.with_row_hash(members, exclude=()), MEMBERS, lake_root,
-                                    delete_scope=scope).as_dict(),
-            "input_versions": versions,
-        }
+        members = member_fn(ind, frames, _context(frames)).withColumn("indicator_id", F.lit(ind.id))
+        values = with_authenticity(aggregate(spark, ind, members, frames[ORG_UNITS.name], catalog.version, versions),
+                                   authenticity(ind, frames))
+        out[ind_id] = {"values": values, "members": members, "input_versions": versions}
+        values_frames.append(values)
+        member_frames.append(members.select("indicator_id", *rules.MEMBER_COLUMNS))
+    if not write or not values_frames:
+        return out
+    # one MERGE per table for every indicator computed (each scoped to its indicators)
+    computed = [i for i, o in out.items() if "held" not in o]
+    scope = "indicator_id IN ({})".format(", ".join(f"'{i}'" for i in computed))
+    stats = {}
+    for spec, parts in ((VALUES, values_frames), (MEMBERS, member_frames)):
+        df = parts[0]
+        for part in parts[1:]:
+            df = df.unionByName(part)
+        stats[spec.name] = delta.upsert(spark, delta.with_row_hash(df, exclude=()), spec, lake_root,
+                                        delete_scope=scope).as_dict()
+    for i in computed:
+        out[i] = {"input_versions": out[i]["input_versions"]}
+    out["_tables"] = stats
     return out

@@ -5,13 +5,12 @@ nothing, and no direct identifier leaves the raw zones."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import hashlib
-import io
+import json
+import math
 import re
 import sqlite3
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import duckdb
@@ -22,6 +21,7 @@ from ingest.simulator.city import DefectRates
 from lakehouse import delta, pipeline
 from lakehouse.cli import table_rows
 from lakehouse.settings import load_settings
+from oracle import _legacy_exports, independent_indicators
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -70,96 +70,14 @@ def _report_cells(path: str) -> list[tuple]:
 
 # ---- the independent computation: plain Python over the sources ----------------------------
 
-def _date(text):
-    try:
-        d = dt.datetime.strptime(text, "%Y-%m-%d").date()
-    except (TypeError, ValueError):
-        return None
-    return d if dt.date(1900, 1, 1) <= d <= dt.date.today() + dt.timedelta(days=366) else None
-
-
-def _legacy_exports(dropzone: Path, prefix: str, key: str, dates: dict[str, str]) -> list[dict]:
-    """The live rows of a legacy county's export ``prefix`` as its daily GBK files say: the latest
-    version of each key (by 修改时间, then delivery day), voided ones (作废标志 = 1) left out, and
-    rows bronze rejects (wrong field count, undecodable bytes, a date that cannot be) never counted."""
-    latest = {}
-    for county in sorted(dropzone.glob("legacy_*")):
-        for day in sorted(d for d in county.iterdir() if d.is_dir()):
-            for f in sorted(day.glob(f"{prefix}_*.csv")):
-                header, *rows = list(csv.reader(io.StringIO(f.read_bytes().decode("gbk", errors="replace"))))
-                for r in rows:
-                    rec = dict(zip(header, r), _source=county.name)
-                    if len(r) != len(header) or any("\ufffd" in v for v in r) or not rec[key].strip():
-                        continue
-                    if any(rec[c] and _parse(rec[c], fmt) is None for c, fmt in dates.items()):
-                        continue
-                    version = (rec["修改时间"], day.name)
-                    if rec[key] not in latest or version >= latest[rec[key]][0]:
-                        latest[rec[key]] = (version, rec)
-    return [rec for _, rec in latest.values() if rec["作废标志"] != "1"]
-
-
-def _parse(text: str, fmt: str):
-    try:
-        return dt.datetime.strptime(text, fmt).date()
-    except ValueError:
-        return None
-
-
 def independent_htn_standard_management(db: Path, dropzone: Path, duplicate_persons: Path) -> dict[tuple[int, str], tuple[int, int]]:
     """(year, org_code) → (numerator, denominator) of 高血压患者规范管理率 for every township,
-    county and the city, computed straight from the sources: the regional database and the legacy
-    county's CSV exports, with the simulator's true persons (its ``duplicate_persons.csv``) where
-    the platform has its EMPI."""
-    with open(duplicate_persons, encoding="utf-8") as f:
-        true_person = {(r["source"], r["record_key"]): r["person_key"] for r in csv.DictReader(f)}
-    con = sqlite3.connect(db)
-    orgs = {c: (lvl, parent, typ) for c, lvl, parent, typ in
-            con.execute("SELECT org_code, level, parent_code, org_type FROM org_units WHERE is_deleted = 0")}
-    city = next(c for c, (_, _, typ) in orgs.items() if typ == "city_bureau")
-
-    def township(code):
-        lvl, parent, _ = orgs[code]
-        return code if lvl == "township" else parent if lvl == "village" else None
-
-    person = {}  # resident_id → the person (a resident row with an impossible birth date stays in quarantine)
-    for rid, birth in con.execute("SELECT resident_id, birth_date FROM residents WHERE is_deleted = 0"):
-        if _date(birth) is not None:
-            person[rid] = true_person[("regional", rid)]
-    for r in _legacy_exports(dropzone, "JMXX", "居民编号", {"出生日期": "%Y%m%d"}):
-        person[r["居民编号"]] = true_person[(r["_source"], r["居民编号"])]
-    regs = defaultdict(list)
-    for reg_id, rid, org, reg_date in con.execute(
-            "SELECT registry_id, resident_id, org_code, registered_date FROM hypertension_registry WHERE is_deleted = 0"):
-        if rid in person and _date(reg_date):
-            regs[person[rid]].append((_date(reg_date), reg_id, org))
-    for r in _legacy_exports(dropzone, "GXYDJ", "登记编号", {"登记日期": "%Y/%m/%d", "确诊日期": "%Y%m%d"}):
-        if r["居民编号"] in person:
-            regs[person[r["居民编号"]]].append((_parse(r["登记日期"], "%Y/%m/%d"), r["登记编号"], r["管理机构"]))
-    legacy_followups = [(r["居民编号"], r["随访日期"].replace("/", "-"), r["随访方式"]) for r in _legacy_exports(
-        dropzone, "GXYSF", "随访编号", {"随访日期": "%Y/%m/%d", "下次随访日期": "%Y%m%d"})]
-    f2f, years = defaultdict(int), set()
-    for rid, fdate, ftype in [*con.execute(
-            "SELECT resident_id, followup_date, followup_type FROM hypertension_followups WHERE is_deleted = 0"),
-            *legacy_followups]:
-        d = _date(fdate)
-        if rid in person and d:
-            years.add(d.year)
-            if ftype in ("clinic", "home"):
-                f2f[(person[rid], d.year)] += 1
-    out = defaultdict(lambda: [0, 0])
-    for year in years:
-        for pid, entries in regs.items():
-            current = [e for e in entries if e[0] <= dt.date(year, 12, 31)]
-            if not current:
-                continue
-            _, _, org = max(current)
-            t = township(org)
-            counted = int(f2f[(pid, year)] >= 4)
-            for unit in (t, orgs[t][1], city):
-                out[(year, unit)][0] += counted
-                out[(year, unit)][1] += 1
-    return {k: tuple(v) for k, v in out.items()}
+    county and the city, computed straight from the sources (:mod:`oracle`): the regional database,
+    the legacy county's CSV exports and the hospital's FHIR export, with the simulator's true
+    persons (its ``duplicate_persons.csv``) where the platform has its EMPI."""
+    values = independent_indicators(db, dropzone, Path(duplicate_persons).parent)
+    return {(int(period), org): (int(num), int(den)) for (ind, period, level, org), (num, den) in values.items()
+            if ind == "htn_standard_mgmt_rate" and level in ("township", "county", "city")}
 
 
 def _townships_with_patients(db: Path, dropzone: Path) -> set[str]:
@@ -175,6 +93,86 @@ def _townships_with_patients(db: Path, dropzone: Path) -> set[str]:
 
 
 # ---- tests -----------------------------------------------------------------------------------
+
+def test_every_catalogued_indicator_equals_the_independent_computation(spark, city):
+    """Every catalogued indicator, every period and every org unit: the engine's numerator and
+    denominator equal the ones computed in plain Python from the simulator's sources (tests/e2e/
+    oracle.py), and every indicator has values for a township, a county and the city."""
+    from spark_jobs.indicators.catalog import load_catalog
+
+    s, _, _ = city
+    expected = independent_indicators(s.source_sqlite_path, s.dropzone_root, s.ground_truth_dir)
+    got = {(r.indicator_id, r.period, r.org_level, r.org_code): (r.numerator, r.denominator) for r in
+           spark.read.format("delta").load(f"{s.lake_root}/silver/indicator_values").collect()}
+    catalogue = load_catalog().indicators
+    assert {k[0] for k in got} == set(catalogue) == {k[0] for k in expected}
+    assert got.keys() == expected.keys(), (sorted(got.keys() - expected.keys())[:5],
+                                           sorted(expected.keys() - got.keys())[:5])
+    wrong = {k: (got[k], expected[k]) for k in got
+             if not (math.isclose(got[k][0], expected[k][0], rel_tol=1e-9, abs_tol=1e-9)
+                     and (got[k][1] is None) == (expected[k][1] is None)
+                     and (got[k][1] is None or math.isclose(got[k][1], expected[k][1], rel_tol=1e-9, abs_tol=1e-9)))}
+    assert not wrong, sorted(wrong.items())[:10]
+    for ind in catalogue.values():
+        levels = {k[2] for k in got if k[0] == ind.id}
+        assert {"county", "city"} <= levels and ("township" in levels or "township" not in ind.levels), ind.id
+
+
+def test_explain_takes_a_value_apart_down_to_the_members(spark, city, monkeypatch):
+    """`lakehouse indicators explain`: the value, its parts, target and score, and the first members
+    on each side with their reasons; the members it counts are the published numerator."""
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+    from lakehouse.settings import get_settings
+
+    s, _, _ = city
+    value = (spark.read.format("delta").load(f"{s.lake_root}/silver/indicator_values")
+             .where("indicator_id = 'htn_standard_mgmt_rate' AND org_level = 'township' AND period = '2025' "
+                    "AND numerator > 0 AND numerator < denominator").orderBy("org_code").first())
+    monkeypatch.setenv("JL_HOME", str(s.home))
+    monkeypatch.setenv("LAKE_ROOT", s.lake_root)
+    monkeypatch.setenv("COLUMNS", "250")
+    get_settings.cache_clear()
+    try:
+        args = ["indicators", "explain", "htn_standard_mgmt_rate", "--org", value.org_code, "--period", "2025"]
+        shown = CliRunner().invoke(app, args)
+        as_json = CliRunner().invoke(app, [*args, "--json", "--limit", "3"])
+        missing = CliRunner().invoke(app, ["indicators", "explain", "htn_standard_mgmt_rate", "--org", "NOPE",
+                                           "--period", "2025"])
+    finally:
+        get_settings.cache_clear()
+    assert shown.exit_code == 0, shown.output
+    assert "高血压患者规范管理率" in shown.output and value.org_code in shown.output
+    assert f"{value.numerator:,.2f}" in shown.output and "目标值" in shown.output and "得分" in shown.output
+    assert "规范管理：年内面对面随访" in shown.output and "未达规范：年内面对面随访仅" in shown.output
+    out = json.loads(as_json.output)
+    assert out["members_in_numerator"] == value.numerator and out["members_in_denominator"] == value.denominator
+    assert len(out["numerator_members"]) == 3 and all(m["reason"].startswith("规范管理") for m in out["numerator_members"])
+    assert missing.exit_code == 2 and "没有找到指标" in missing.output
+
+
+def test_an_institution_whose_follow_ups_were_fabricated_loses_score_with_the_adjustment(spark, city):
+    """The simulator's fabricated follow-ups (a doctor's impossible daily workload) are recorded
+    at one township centre per county; once the authenticity adjustment is applied, such a centre
+    does not keep full marks for what its follow-ups built, and a centre without flags keeps its score."""
+    s, _, _ = city
+    with open(s.ground_truth_dir / "defects.csv", encoding="utf-8") as f:
+        fabricated = {r["record_key"] for r in csv.DictReader(f) if r["defect"] == "implausible_daily_workload"}
+    con = sqlite3.connect(s.source_sqlite_path)
+    fabricating = {org for key, org in con.execute("SELECT followup_id, org_code FROM hypertension_followups")
+                   if key in fabricated}
+    con.close()
+    values = spark.read.format("delta").load(f"{s.lake_root}/silver/indicator_values").where(
+        "indicator_id = 'htn_bp_control_rate' AND org_level = 'institution' AND period = '2025'").collect()
+    by_org = {v.org_code: v for v in values}
+    hit = [by_org[o] for o in fabricating if o in by_org and by_org[o].authenticity_flagged and by_org[o].score]
+    assert hit, "the fabricated follow-ups are flagged at the institutions that recorded them"
+    for v in hit:
+        assert v.authenticity_coefficient < 1 and v.adjusted_score < v.score, v
+    clean = [v for v in values if v.org_code not in fabricating and v.score]
+    assert clean and all(v.adjusted_score == v.score for v in clean if not v.authenticity_flagged)
+
 
 def test_every_published_number_equals_the_independent_computation(city):
     s, _, _ = city
@@ -296,7 +294,7 @@ def test_running_the_pipeline_again_changes_nothing(spark, city):
     assert _lake_snapshot(spark, s) == lake
     assert _serving_snapshot(s) == serving
     assert _report_cells(second["build_reports"]["path"]) == report
-    for stats in second["compute_indicators"]["indicators"].values():
-        assert not any(stats[t][k] for t in ("values", "members") for k in ("inserted", "updated", "deleted"))
+    for stats in second["compute_indicators"]["indicators"]["_tables"].values():
+        assert not any(stats[k] for k in ("inserted", "updated", "deleted")), stats
     assert second["compute_indicators"]["indicators"]["htn_standard_mgmt_rate"]["input_versions"] \
         == summary["compute_indicators"]["indicators"]["htn_standard_mgmt_rate"]["input_versions"]

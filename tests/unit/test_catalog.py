@@ -28,3 +28,50 @@ def test_at_or_below_target_scoring_rewards_lower_values():
                               target=0.2, weight=4.0)
     assert score(ind, 0.1) == 4.0
     assert score(ind, 0.4) == pytest.approx(2.0)
+
+
+REQUIRED = {   # the indicators of this catalogue version: id → Chinese name
+    "htn_mgmt_rate": "高血压患者管理率", "htn_standard_mgmt_rate": "高血压患者规范管理率",
+    "htn_bp_control_rate": "管理人群血压控制率", "dm_mgmt_rate": "2型糖尿病患者管理率",
+    "dm_standard_mgmt_rate": "2型糖尿病患者规范管理率", "dm_glucose_control_rate": "管理人群血糖控制率",
+    "elderly_health_mgmt_rate": "65岁及以上老年人健康管理率", "outpatient_visits": "门急诊人次",
+    "outpatient_avg_fee": "门诊次均费用", "inpatient_avg_cost": "住院次均费用", "essential_drug_rate": "基本药物使用比例",
+    "antibiotic_rx_rate": "抗菌药物处方比例", "iv_infusion_rx_rate": "静脉输液处方比例", "referrals_up": "上转人次",
+    "referrals_down": "下转人次",
+}
+
+
+def test_every_indicator_names_a_rule_the_engine_has_and_tables_silver_has():
+    from lakehouse.tables import table
+    from spark_jobs.indicators import engine, rules
+
+    cat = load_catalog()
+    assert {i: cat[i].name_zh for i in REQUIRED} == REQUIRED
+    for ind in cat.indicators.values():
+        assert ind.rule in rules.RULES, ind.id
+        for name in engine.inputs_of(ind):
+            assert table(name).layer == "silver", (ind.id, name)
+        assert ind.numerator["zh"] and ind.denominator["zh"], ind.id
+        assert (ind.scoring == "none") == (ind.direction == "volume"), ind.id
+        if ind.direction == "lower_is_better":
+            assert ind.scoring == "at_or_below_target", ind.id
+
+
+def test_estimate_parameters_are_catalogue_data_not_code():
+    cat = load_catalog()
+    for ind_id in ("htn_mgmt_rate", "dm_mgmt_rate"):
+        bands = cat[ind_id].params["prevalence_by_age"]
+        assert bands == sorted(bands) and all(0 < rate < 1 for _, rate in bands)
+        assert bands[0][0] == cat[ind_id].params["min_age"]
+
+
+def test_volumes_are_shown_but_not_scored_and_a_bad_entry_is_refused(tmp_path):
+    cat = load_catalog()
+    assert score(cat["outpatient_visits"], 1234) is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("catalog_version: x\nindicators:\n  - {id: a, name_zh: 甲, name_en: A, domain: d, rule: event_count, "
+                   "unit: count, direction: volume, numerator: {zh: 甲}, denominator: {zh: 无}, levels: [ward], "
+                   "periods: [year], target: null, scoring: none, weight: 0, effective_from: '2020-01-01'}\n",
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match="levels must be among"):
+        load_catalog(bad)

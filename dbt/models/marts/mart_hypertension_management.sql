@@ -1,6 +1,8 @@
 with indicator_values as (
     select * from {{ ref('stg_silver__indicator_values') }}
     where indicator_id = 'htn_standard_mgmt_rate'
+        and period_type = 'year'
+        and org_level in ('township', 'county', 'city')
 ),
 
 org_units as (
@@ -25,8 +27,8 @@ final as (
         end as org_name,
         c.county_area_code as county_code,
         c.county_name,
-        v.numerator,
-        v.denominator,
+        cast(v.numerator as bigint) as numerator,
+        cast(v.denominator as bigint) as denominator,
         v.rate,
         v.target,
         v.score,

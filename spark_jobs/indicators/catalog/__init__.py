@@ -7,7 +7,10 @@ from pathlib import Path
 import yaml
 
 CATALOG_PATH = Path(__file__).with_name("indicators.yaml")
-SCORING_RULES = ("at_or_above_target", "at_or_below_target", "yes_no")
+SCORING_RULES = ("at_or_above_target", "at_or_below_target", "yes_no", "none")
+LEVELS = ("institution", "township", "county", "city")
+PERIODS = ("month", "quarter", "year")
+UNITS = ("rate", "count", "yuan", "hours")
 
 
 @dataclass(frozen=True)
@@ -16,13 +19,14 @@ class Indicator:
     name_zh: str
     name_en: str
     domain: str
+    rule: str                      # the engine's member rule (spark_jobs.indicators.rules.RULES)
     unit: str
     direction: str
     numerator: dict
     denominator: dict
     levels: tuple[str, ...]
     periods: tuple[str, ...]
-    target: float
+    target: float | None
     scoring: str
     weight: float
     effective_from: str
@@ -52,6 +56,12 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         ind = Indicator(**{**raw, "levels": tuple(raw["levels"]), "periods": tuple(raw["periods"])})
         if ind.scoring not in SCORING_RULES:
             raise ValueError(f"{ind.id}: scoring must be one of {SCORING_RULES}")
+        if ind.scoring != "none" and ind.target is None:
+            raise ValueError(f"{ind.id}: a scored indicator needs a target")
+        for what, got, allowed in (("levels", ind.levels, LEVELS), ("periods", ind.periods, PERIODS),
+                                   ("unit", (ind.unit,), UNITS)):
+            if not got or set(got) - set(allowed):
+                raise ValueError(f"{ind.id}: {what} must be among {allowed}, got {list(got)}")
         if ind.id in out:
             raise ValueError(f"duplicate indicator id {ind.id}")
         out[ind.id] = ind
@@ -60,7 +70,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
 
 def score(indicator: Indicator, value: float | None) -> float | None:
     """The indicator's score for ``value`` under its scoring rule (None when there is no value)."""
-    if value is None:
+    if value is None or indicator.scoring == "none":
         return None
     w, t = indicator.weight, indicator.target
     if indicator.scoring == "at_or_above_target":
