@@ -16,7 +16,9 @@ import duckdb
 from deltalake import DeltaTable
 
 GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_turnaround",
-                "mart_imaging_worklist", "mart_imaging_turnaround")
+                "mart_imaging_worklist", "mart_imaging_turnaround",
+                "mart_institution_scorecards", "mart_city_overview", "mart_chronic_disease_management",
+                "mart_data_quality", "fct_indicator_values", "dim_org_units", "dim_dates")
 
 
 class ServingExportError(RuntimeError):

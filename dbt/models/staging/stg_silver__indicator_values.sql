@@ -24,6 +24,12 @@ renamed as (
         target,
         score,
         weight,
+        -- 真实性: the share of the value's follow-ups / check-ups without an authenticity flag,
+        -- and the score times it (docs/indicators.md)
+        authenticity_records,
+        authenticity_flagged,
+        authenticity_coefficient,
+        adjusted_score,
         scoring,
         catalog_version,
         input_versions
