@@ -147,6 +147,9 @@ def indicators_compute() -> None:
 def indicators_explain(indicator: str = typer.Argument(..., help="indicator id, e.g. htn_standard_mgmt_rate"),
                        org: str = typer.Option(..., "--org", help="org code: an institution, township centre, county or city bureau"),
                        period: str = typer.Option(..., "--period", help="2025, 2025-Q3 or 2025-07"),
+                       level: str = typer.Option(None, "--level", help="institution | township | county | city "
+                                                 "(a township centre has both an institution and a township value; "
+                                                 "default: the wider)"),
                        limit: int = typer.Option(10, help="members shown on each side"),
                        as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
     """One value taken apart: numerator, denominator, target, score, and the first members of the
@@ -156,36 +159,47 @@ def indicators_explain(indicator: str = typer.Argument(..., help="indicator id, 
 
     s = get_settings()
     try:
-        out = explain(get_spark(s), s.lake_root, indicator, org, period, limit)
-    except (KeyError, LookupError) as exc:
+        out = explain(get_spark(s), s.lake_root, indicator, org, period, level, limit)
+    except LookupError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(2) from None
     if as_json:
         _print(out)
         return
     ind, v = out["indicator"], out["value"]
-    fmt = (lambda x: "—" if x is None else f"{x:.2%}") if ind["unit"] == "rate" else \
+    levels = {"institution": "机构", "township": "乡镇（街道）", "county": "县（区）", "city": "市"}
+    kinds = {"person": "人", "visit": "就诊", "prescription": "处方", "prescription_line": "处方明细",
+             "stay": "住院", "referral": "转诊", "request": "申请", "report": "报告"}
+    number = (lambda x: f"{x:,.0f}") if ind["unit"] in ("count", "rate") and ind["id"] not in (
+        "htn_mgmt_rate", "dm_mgmt_rate") else (lambda x: f"{x:,.2f}")
+    shown = (lambda x: "—" if x is None else f"{x:.2%}") if ind["unit"] == "rate" else \
         (lambda x: "—" if x is None else f"{x:,.2f}")
     head = Table(title=f"{ind['name_zh']}（{ind['id']}） {v['org_name'] or v['org_code']} {v['period']}",
                  show_header=False)
-    for label, text in (("指标值", fmt(v["value"])),
-                        ("分子", f"{v['numerator']:,.2f}（{ind['numerator_zh']}）"),
-                        ("分母", "—" if v["denominator"] is None else f"{v['denominator']:,.2f}（{ind['denominator_zh']}）"),
-                        ("目标值", fmt(v["target"])), ("得分", "—" if v["score"] is None else f"{v['score']:.2f} / {v['weight']:.1f}"),
-                        ("机构层级", v["org_level"]), ("口径版本", v["catalog_version"]),
+    score = "不计分（总量指标）" if v["score"] is None and ind["scoring"] == "none" else \
+        "—" if v["score"] is None else f"{v['score']:.2f} / {v['weight']:.1f}"
+    for label, text in (("指标值", shown(v["value"])),
+                        ("分子", f"{number(v['numerator'])}（{ind['numerator_zh']}）"),
+                        ("分母", "—" if v["denominator"] is None else f"{number(v['denominator'])}（{ind['denominator_zh']}）"),
+                        ("目标值", shown(v["target"])), ("得分", score),
+                        ("真实性调整后得分", "—" if v.get("adjusted_score") is None or v.get("authenticity_coefficient") is None
+                         else f"{v['adjusted_score']:.2f}（真实性系数 {v['authenticity_coefficient']:.2f}）"),
+                        ("层级", levels.get(v["org_level"], v["org_level"])), ("口径版本", v["catalog_version"]),
                         ("输入数据版本", v["input_versions"])):
         head.add_row(label, text)
     console.print(head)
-    sides = [(f"计入分子的成员（共{out['members_in_numerator']}，显示前{limit}）", out["numerator_members"])]
+    sides = [(f"计入分子的成员（共{out['members_in_numerator']:,}个，显示前"
+              f"{min(limit, out['members_in_numerator'])}个）", out["numerator_members"])]
     if v["denominator"] is not None:
-        outside = out["members_in_denominator"] - out["members_in_numerator"]
-        sides.append((f"在分母但未计入分子的成员（共{outside}，显示前{limit}）", out["outside_numerator_members"]))
+        sides.append((f"在分母但未计入分子的成员（共{out['members_outside_numerator']:,}个，显示前"
+                      f"{min(limit, out['members_outside_numerator'])}个）", out["outside_numerator_members"]))
     for title, rows in sides:
         t = Table(title=title)
         for col in ("成员", "类型", "机构", "原因"):
             t.add_column(col)
         for r in rows:
-            t.add_row(r["member_id"], r["member_type"], r["member_org_code"] or "", r["reason"] or "")
+            t.add_row(r["member_id"], kinds.get(r["member_type"], r["member_type"]), r["member_org_code"] or "",
+                      r["reason"] or "")
         console.print(t)
 
 

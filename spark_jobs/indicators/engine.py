@@ -22,7 +22,7 @@ MEMBERS = register(TableSpec(
     "silver.indicator_members", keys=("indicator_id", "period", "member_id"),
     description="The records behind every numerator and denominator, with the reason"))
 
-LEVEL_COLUMNS = {"institution": "member_org_code", "township": "township_org_code", "county": "county_org_code",
+LEVEL_COLUMNS = {"institution": "institution_org_code", "township": "township_org_code", "county": "county_org_code",
                  "city": "city_org_code"}
 PERSON_RULES = {"chronic_management", "age_group_service"}   # rules that read silver.persons
 OPTIONAL_INPUTS = {"silver.record_flags"}   # before the first quality run: no authenticity coefficient
@@ -30,14 +30,18 @@ OPTIONAL_INPUTS = {"silver.record_flags"}   # before the first quality run: no a
 
 def _read_inputs(spark, lake_root: str, names: list[str], versions: dict[str, int] | None):
     """Read the tables ``names`` at pinned versions (the given ones, else the current ones)."""
+    pinned = bool(versions)
     versions = dict(versions or {})
     frames = {}
     for name in names:
         spec = table(name)
         v = versions.get(name)
         if v is None:
-            if name in OPTIONAL_INPUTS and not delta.table_exists(spark, spec.path(lake_root)):
+            # reproducing a value computed before an optional table existed: it stays absent
+            if name in OPTIONAL_INPUTS and (pinned or not delta.table_exists(spark, spec.path(lake_root))):
                 continue
+            if pinned:
+                raise ValueError(f"no recorded version of {name}: cannot reproduce from the versions given")
             v = delta.table_version(spark, spec.path(lake_root))
             versions[name] = v
         frames[name] = delta.read(spark, spec, lake_root, version=v)
@@ -101,16 +105,20 @@ def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_
     """Sum members into values per level and period, with target, score and weight."""
     from pyspark.sql import functions as F
 
-    levels = _org_levels(orgs)
+    levels = _org_levels(orgs).withColumnRenamed("org_code", "institution_org_code")
     names = orgs.select(F.col("org_code").alias("__o"), F.col("org_name"), F.col("county_org_code").alias("__c"))
-    m = members.join(levels, members.member_org_code == levels.org_code, "left").drop("org_code")
+    # a member whose institution is not in the org-unit tree counts nowhere (as in authenticity())
+    m = members.join(levels, members.member_org_code == levels.institution_org_code)
     frames = []
     for level in ind.levels:
         col = LEVEL_COLUMNS[level]
         frames.append(m.where(F.col(col).isNotNull()).groupBy("period_type", "period", F.col(col).alias("org_code"))
-                      .agg(F.sum(F.when(F.col("in_numerator"), F.col("numerator_value")).otherwise(0.0))
+                      # rounded: a sum of doubles depends on the order partial sums meet, and a
+                      # rerun must not rewrite a value over its last bits
+                      .agg(F.round(F.sum(F.when(F.col("in_numerator"), F.col("numerator_value")).otherwise(0.0)), 6)
                            .alias("numerator"),
-                           F.sum(F.when(F.col("in_denominator"), F.col("denominator_value"))).alias("denominator"))
+                           F.round(F.sum(F.when(F.col("in_denominator"), F.col("denominator_value"))), 6)
+                           .alias("denominator"))
                       .withColumn("org_level", F.lit(level)))
     values = frames[0]
     for f in frames[1:]:
@@ -136,9 +144,9 @@ def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_
 
 
 def with_authenticity(values, coefficients):
-    """``values`` with the authenticity columns: records, flagged, coefficient (1 where the unit
-    has no such records) and adjusted_score = score × coefficient (the score itself when the
-    indicator has no authenticity records)."""
+    """``values`` with the authenticity columns: records, flagged, coefficient (NULL where the
+    unit has no such records in the period) and adjusted_score = score × coefficient (the score
+    itself when there is no coefficient)."""
     from pyspark.sql import functions as F
 
     if coefficients is None:
@@ -181,8 +189,8 @@ def authenticity(ind: Indicator, frames: dict):
                               ind.periods).select(entity.key, "org_code", "period_type", "period") \
         .join(flagged, entity.key, "left")
     levels = _org_levels(frames[ORG_UNITS.name])
-    m = recs.join(levels.withColumnRenamed("org_code", "member_org_code"),
-                  recs.org_code == F.col("member_org_code"), "left")
+    m = recs.join(levels.withColumnRenamed("org_code", "institution_org_code"),
+                  recs.org_code == F.col("institution_org_code"))
     out = None
     for level in ind.levels:
         col = LEVEL_COLUMNS[level]
@@ -238,3 +246,40 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
         out[i] = {"input_versions": out[i]["input_versions"]}
     out["_tables"] = stats
     return out
+
+
+def explain(spark, lake_root: str, indicator_id: str, org_code: str, period: str, level: str | None = None,
+            limit: int = 10) -> dict:
+    """One published value taken apart: the value with its numerator, denominator, target and
+    score, and the first ``limit`` members (by member id) of the numerator and of the denominator
+    outside it, with their reasons. A township centre's code has an institution and a township
+    value: ``level`` picks one (default: the widest). Raises LookupError when no such value was
+    computed."""
+    from pyspark.sql import functions as F
+
+    ind = load_catalog()[indicator_id]
+    values = delta.read(spark, VALUES, lake_root).where(
+        (F.col("indicator_id") == indicator_id) & (F.col("org_code") == org_code) & (F.col("period") == period))
+    if level:
+        values = values.where(F.col("org_level") == level)
+    rows = {r.org_level: r.asDict() for r in values.collect()}
+    if not rows:
+        raise LookupError(f"没有找到指标 {indicator_id}（{ind.name_zh}）在 {org_code} {period} 的计算结果")
+    value = rows[max(rows, key=list(LEVEL_COLUMNS).index)]
+    members = delta.read(spark, MEMBERS, lake_root).where(
+        (F.col("indicator_id") == indicator_id) & (F.col("period") == period))
+    levels = _org_levels(delta.read(spark, ORG_UNITS, lake_root)).withColumnRenamed("org_code", "institution_org_code")
+    m = (members.join(levels, members.member_org_code == levels.institution_org_code)
+         .where(F.col(LEVEL_COLUMNS[value["org_level"]]) == org_code))
+    cols = ["member_id", "member_type", "person_id", "member_org_code", "numerator_value", "denominator_value",
+            "reason", "evidence"]
+    first = lambda cond: [r.asDict() for r in m.where(cond).orderBy("member_id").select(*cols)  # noqa: E731
+                          .limit(limit).collect()]
+    counts = m.agg(F.sum(F.col("in_numerator").cast("int")).alias("num"),
+                   F.sum((F.col("in_denominator") & ~F.col("in_numerator")).cast("int")).alias("outside")).first()
+    return {"indicator": {"id": ind.id, "name_zh": ind.name_zh, "unit": ind.unit, "direction": ind.direction,
+                          "numerator_zh": ind.numerator.get("zh"), "denominator_zh": ind.denominator.get("zh"),
+                          "scoring": ind.scoring},
+            "value": value, "numerator_members": first("in_numerator"),
+            "outside_numerator_members": first("in_denominator AND NOT in_numerator"),
+            "members_in_numerator": int(counts.num or 0), "members_outside_numerator": int(counts.outside or 0)}

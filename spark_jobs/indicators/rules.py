@@ -19,9 +19,6 @@ from spark_jobs.indicators.catalog import Indicator
 MEMBER_COLUMNS = ("period_type", "period", "member_id", "member_type", "person_id", "member_org_code",
                   "in_denominator", "in_numerator", "numerator_value", "denominator_value", "reason", "evidence")
 
-PERIOD_FORMATS = {"year": "yyyy", "month": "yyyy-MM"}
-
-
 def recorded(df, date_col: str):
     """Rows whose event is not dated after the day the source recorded it."""
     from pyspark.sql import functions as F
@@ -135,11 +132,19 @@ def chronic_control(ind: Indicator, frames: dict, ctx: dict):
     if {"sbp_mmhg", "dbp_mmhg"} <= set(limits):
         ok = ok & (F.col("latest_dbp_mmhg") < F.col("latest_sbp_mmhg"))
     in_num = F.col("latest_followup_id").isNotNull() & F.coalesce(ok, F.lit(False))
-    shown = F.concat_ws("，", *[F.format_string(f"{c}=%s（<{limit}）", F.col(f"latest_{c}").cast("string"))
-                              for c, limit in limits.items()])
+    names = {"sbp_mmhg": ("收缩压", "mmHg"), "dbp_mmhg": ("舒张压", "mmHg"), "fasting_glucose_mmol": ("空腹血糖", "mmol/L")}
+    shown = F.concat_ws("，", *[F.format_string(f"{names.get(c, (c, ''))[0]}%s{names.get(c, (c, ''))[1]}",
+                                              F.coalesce(F.col(f"latest_{c}").cast("string"), F.lit("未记录")))
+                              for c in limits])
+    rule = "、".join(f"{names.get(c, (c, ''))[0]}<{limit}" for c, limit in limits.items())
+    plausible = F.lit(True)
+    for c, (low, high) in p.get("plausible", {}).items():
+        plausible = plausible & F.col(f"latest_{c}").between(low, high)
     reason = (F.when(F.col("latest_followup_id").isNull(), F.lit("未达标：年内无随访"))
               .when(in_num, F.concat(F.lit("达标：年内最近一次随访 "), shown))
-              .otherwise(F.concat(F.lit("未达标：年内最近一次随访 "), shown)))
+              .when(~F.coalesce(plausible, F.lit(False)),
+                    F.concat(F.lit("未达标：年内最近一次随访数值不合理（"), shown, F.lit("），视为未达标")))
+              .otherwise(F.concat(F.lit("未达标：年内最近一次随访 "), shown, F.lit(f"（达标需{rule}）"))))
     return _members(m, member_id="person_id", member_type="person", org="org_code", in_den=F.lit(True),
                     in_num=in_num, reason=reason,
                     evidence=["registry_id", "latest_followup_id", "latest_followup_date",
@@ -194,9 +199,10 @@ def age_group_service(ind: Indicator, frames: dict, ctx: dict):
     m = _year_period(residents.join(services, ["person_id", "year"], "left")
                      .withColumn("services", F.coalesce("services", F.lit(0))))
     in_num = F.col("services") > 0
-    reason = F.when(in_num, F.format_string("年内接受服务%d次（最近%s）", "services",
+    service = p.get("service_zh", "服务")
+    reason = F.when(in_num, F.format_string(f"年内{service}%d次（最近一次%s）", "services",
                                             F.col("last_service_date").cast("string"))) \
-              .otherwise(F.format_string("%d岁，年内未接受服务", "age"))
+              .otherwise(F.format_string(f"%d岁，年内未{service}", "age"))
     return _members(m, member_id="person_id", member_type="person", org="org_code", in_den=F.lit(True),
                     in_num=in_num, reason=reason, evidence=["age", "services", "last_service_date"])
 
@@ -220,7 +226,7 @@ def event_count(ind: Indicator, frames: dict, ctx: dict):
     df = _events(ind, frames)
     return _members(df, member_id=key, member_type=p["member_type"], org=p.get("org", "org_code"),
                     in_den=F.lit(False), in_num=F.lit(True), den_value=F.lit(None),
-                    reason=F.format_string("%s 计入", F.col(p["date"]).cast("string")),
+                    reason=F.format_string(f"{p.get('date_zh', '日期')}%s", F.col(p["date"]).cast("string")),
                     evidence=[key, p["date"]], person_id="person_id")
 
 
@@ -244,9 +250,11 @@ def line_share(ind: Indicator, frames: dict, ctx: dict):
     key = ctx["keys"][p["table"]]
     df = _events(ind, frames).where(F.col(p["flag"]).isNotNull())
     flag = F.col(p["flag"])
+    drug = F.coalesce("drug_name", "drug_code")
+    yes, no = p.get("flag_zh", ["是", "否"])
     return _members(df, member_id=key, member_type="prescription_line", org="org_code", in_den=F.lit(True),
-                    in_num=flag, reason=F.when(flag, F.concat(F.lit("是："), F.col("drug_name")))
-                    .otherwise(F.concat(F.lit("否："), F.col("drug_name"))),
+                    in_num=flag, reason=F.when(flag, F.concat(F.lit(f"{yes}："), drug))
+                    .otherwise(F.concat(F.lit(f"{no}："), drug)),
                     evidence=[key, "visit_id", p["date"], "drug_code", p["flag"]])
 
 
@@ -261,12 +269,14 @@ def prescription_share(ind: Indicator, frames: dict, ctx: dict):
         F.min(p["date"]).alias(p["date"]), F.min("person_id").alias("person_id"),
         F.min("org_code").alias("org_code"), F.count("*").alias("lines"),
         F.max(F.col(p["flag"]).cast("int")).alias("flagged"),
-        F.concat_ws("、", F.sort_array(F.collect_set(F.when(F.col(p["flag"]), F.col("drug_name"))))).alias("drugs"))
+        F.concat_ws("、", F.sort_array(F.collect_set(F.when(F.col(p["flag"]), F.coalesce("drug_name", "drug_code")))))
+        .alias("drugs"))
     df = with_periods(rx, p["date"], ind.periods)
     in_num = F.col("flagged") == 1
+    what = p.get("flag_zh", "标记药品")
     return _members(df, member_id="visit_id", member_type="prescription", org="org_code", in_den=F.lit(True),
-                    in_num=in_num, reason=F.when(in_num, F.concat(F.lit("含："), F.col("drugs")))
-                    .otherwise(F.format_string("不含（共%d条明细）", "lines")),
+                    in_num=in_num, reason=F.when(in_num, F.concat(F.lit(f"含{what}："), F.col("drugs")))
+                    .otherwise(F.format_string(f"不含{what}（共%d条明细）", "lines")),
                     evidence=["visit_id", p["date"], "lines", "drugs"])
 
 

@@ -135,7 +135,8 @@ def test_explain_takes_a_value_apart_down_to_the_members(spark, city, monkeypatc
     monkeypatch.setenv("COLUMNS", "250")
     get_settings.cache_clear()
     try:
-        args = ["indicators", "explain", "htn_standard_mgmt_rate", "--org", value.org_code, "--period", "2025"]
+        args = ["indicators", "explain", "htn_standard_mgmt_rate", "--org", value.org_code, "--period", "2025",
+                "--level", "township"]
         shown = CliRunner().invoke(app, args)
         as_json = CliRunner().invoke(app, [*args, "--json", "--limit", "3"])
         missing = CliRunner().invoke(app, ["indicators", "explain", "htn_standard_mgmt_rate", "--org", "NOPE",
@@ -144,10 +145,12 @@ def test_explain_takes_a_value_apart_down_to_the_members(spark, city, monkeypatc
         get_settings.cache_clear()
     assert shown.exit_code == 0, shown.output
     assert "高血压患者规范管理率" in shown.output and value.org_code in shown.output
-    assert f"{value.numerator:,.2f}" in shown.output and "目标值" in shown.output and "得分" in shown.output
+    assert f"{value.numerator:,.0f}（" in shown.output and "目标值" in shown.output and "得分" in shown.output
     assert "规范管理：年内面对面随访" in shown.output and "未达规范：年内面对面随访仅" in shown.output
     out = json.loads(as_json.output)
-    assert out["members_in_numerator"] == value.numerator and out["members_in_denominator"] == value.denominator
+    assert out["value"]["org_level"] == "township"
+    assert out["members_in_numerator"] == value.numerator
+    assert out["members_in_numerator"] + out["members_outside_numerator"] == value.denominator
     assert len(out["numerator_members"]) == 3 and all(m["reason"].startswith("规范管理") for m in out["numerator_members"])
     assert missing.exit_code == 2 and "没有找到指标" in missing.output
 
