@@ -129,7 +129,7 @@ def test_explain_takes_a_value_apart_down_to_the_members(spark, city, monkeypatc
     s, _, _ = city
     value = (spark.read.format("delta").load(f"{s.lake_root}/silver/indicator_values")
              .where("indicator_id = 'htn_standard_mgmt_rate' AND org_level = 'township' AND period = '2025' "
-                    "AND numerator > 0 AND numerator < denominator").orderBy("org_code").first())
+                    "AND numerator >= 3 AND numerator < denominator").orderBy("org_code").first())
     monkeypatch.setenv("JL_HOME", str(s.home))
     monkeypatch.setenv("LAKE_ROOT", s.lake_root)
     monkeypatch.setenv("COLUMNS", "250")
