@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from lakehouse import delta
 from spark_jobs.conform import entities as E
 from spark_jobs.conform.silver import ORG_UNITS, SILVER, UNMAPPED_CODES, conform_silver, entity_rows
 from spark_jobs.empi.match import PERSON_XREF, PERSONS
+from spark_jobs.indicators.engine import compute
 
 pytestmark = pytest.mark.spark
 
@@ -124,6 +126,9 @@ def test_a_day_of_new_data_updates_silver_as_a_full_rebuild_would(spark, conform
     ingest_sources(spark, daily, kinds, until=city.start + dt.timedelta(days=1))
     pipeline.conform(daily)
     first_day = {name: _silver(spark, daily, name).count() for name in SILVER}
+    # a month's indicators as published after day one, with the input versions they record
+    reproduced = ["outpatient_visits", "htn_standard_mgmt_rate"]
+    published = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, write=False))
     ingest_sources(spark, daily, kinds)
 
     broken = f"{daily.lake_root}/bronze/regional__immunizations"     # a second row under a key
@@ -147,6 +152,33 @@ def test_a_day_of_new_data_updates_silver_as_a_full_rebuild_would(spark, conform
     released = pipeline.conform(daily)
     assert released["held"] == {} and "immunizations" not in released["unchanged_inputs"]
     assert _silver_content(spark, daily) == _silver_content(spark, s)
+
+    # newer and corrected data arrived: recomputed from the versions the values record, every
+    # value is what was published; recomputed from today's tables, the month's numbers move
+    versions = {}
+    for ind in reproduced:
+        recorded_versions = {json.dumps(v["input_versions"], sort_keys=True) for v in published[ind].values()}
+        assert len(recorded_versions) == 1
+        versions.update(json.loads(recorded_versions.pop()))
+    again = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, input_versions=versions,
+                                      write=False))
+    assert again == published
+    now = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, write=False))
+    month = f"{city.start:%Y-%m}"
+    before = {k: v["numerator"] for k, v in published["outpatient_visits"].items() if k[0] == month}
+    after = {k: v["numerator"] for k, v in now["outpatient_visits"].items() if k[0] == month}
+    assert before and before != after, "the new days change the month's outpatient visits"
+
+
+def _indicator_values(result: dict) -> dict:
+    """indicator → {(period, level, org): the value's numbers and recorded versions}."""
+    out = {}
+    for ind, r in result.items():
+        out[ind] = {(v.period, v.org_level, v.org_code): {
+            "numerator": v.numerator, "denominator": v.denominator, "value": v.value, "score": v.score,
+            "input_versions": json.loads(v.input_versions), "catalog_version": v.catalog_version}
+            for v in r["values"].collect()}
+    return out
 
 
 def test_silver_suites_pass_and_catch_a_broken_table(spark, conformed_city, tmp_path):
