@@ -138,9 +138,13 @@ app.add_typer(indicators_app, name="indicators")
 
 
 @indicators_app.command("compute")
-def indicators_compute() -> None:
-    """Compute every catalogued indicator: values per org unit and period, with their members."""
-    _print(pipeline.compute_indicators())
+def indicators_compute(full: bool = typer.Option(False, "--full", help="recompute every period of every indicator, "
+                                                "not only what changed since the last run"),
+                       indicator: list[str] = typer.Option(None, "--indicator", help="only this indicator (repeatable)")) -> None:
+    """Compute the catalogued indicators: values per org unit and period, with their members.
+    Incremental by default: an indicator whose inputs did not change since its last run is
+    skipped, and one whose new rows are dated is recomputed for their periods only."""
+    _print(pipeline.compute_indicators(full=full, indicator_ids=indicator or None))
 
 
 @indicators_app.command("explain")

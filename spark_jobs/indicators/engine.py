@@ -6,6 +6,7 @@ number can be audited down to the person and recomputed from the same table vers
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 from lakehouse import delta
 from lakehouse.tables import TableSpec, register, table
@@ -21,6 +22,10 @@ VALUES = register(TableSpec(
 MEMBERS = register(TableSpec(
     "silver.indicator_members", keys=("indicator_id", "period", "member_id"),
     description="The records behind every numerator and denominator, with the reason"))
+RUNS = register(TableSpec(
+    "silver.indicator_runs", keys=("indicator_id", "computed_at"),
+    description="Every computation of an indicator: the catalogue and input versions it read and the "
+                "periods it recomputed (NULL: all); the next run compares its inputs with these"))
 
 LEVEL_COLUMNS = {"institution": "institution_org_code", "township": "township_org_code", "county": "county_org_code",
                  "city": "city_org_code"}
@@ -72,20 +77,24 @@ def _context(frames: dict) -> dict:
     return ctx
 
 
-def score_column(ind: Indicator, value):
-    """Column twin of :func:`spark_jobs.indicators.catalog.score` (a unit test compares them)."""
+def score_expr(scoring, target, weight, value):
+    """The score of ``value`` under a scoring rule, all as columns (NULL without a value or under
+    ``none``); :func:`spark_jobs.indicators.catalog.score` is its Python twin (a test compares them)."""
     from pyspark.sql import functions as F
 
-    if ind.scoring == "none":
-        return F.lit(None).cast("double")
-    w, t = F.lit(float(ind.weight)), F.lit(float(ind.target))
-    if ind.scoring == "at_or_above_target":
-        s = F.when(value >= t, w).otherwise(w * value / t)
-    elif ind.scoring == "at_or_below_target":
-        s = F.when(value <= t, w).when(value == 0, w).otherwise(w * t / value)
-    else:
-        s = F.when(value != 0, w).otherwise(F.lit(0.0))
-    return F.when(value.isNotNull(), s)
+    s = (F.when(scoring == "at_or_above_target", F.when(value >= target, weight).otherwise(weight * value / target))
+         .when(scoring == "at_or_below_target",
+               F.when(value <= target, weight).when(value == 0, weight).otherwise(weight * target / value))
+         .when(scoring == "yes_no", F.when(value != 0, weight).otherwise(F.lit(0.0))))
+    return F.when(value.isNotNull(), s).cast("double")
+
+
+def score_column(ind: Indicator, value):
+    """:func:`score_expr` for one indicator."""
+    from pyspark.sql import functions as F
+
+    target = F.lit(None if ind.target is None else float(ind.target)).cast("double")
+    return score_expr(F.lit(ind.scoring), target, F.lit(float(ind.weight)), value)
 
 
 def period_bounds():
@@ -101,46 +110,58 @@ def period_bounds():
     return start, F.date_sub(F.add_months(start, months), 1)
 
 
-def aggregate(spark, ind: Indicator, members, orgs, catalog_version: str, input_versions: dict):
-    """Sum members into values per level and period, with target, score and weight."""
+def period_range(period_type: str, period: str) -> tuple[dt.date, dt.date]:
+    """First and last day of a period label (``2025``, ``2025-Q3``, ``2025-07``)."""
+    year = int(period[:4])
+    if period_type == "year":
+        first, months = 1, 12
+    elif period_type == "quarter":
+        first, months = (int(period[-1]) - 1) * 3 + 1, 3
+    else:
+        first, months = int(period[5:7]), 1
+    after = dt.date(year + (first - 1 + months) // 12, (first - 1 + months) % 12 + 1, 1)
+    return dt.date(year, first, 1), after - dt.timedelta(days=1)
+
+
+def aggregate(members, orgs, indicators: list[Indicator], catalog_version: str, input_versions: dict[str, dict]):
+    """Sum the members of ``indicators`` (one frame, column ``indicator_id``) into values per
+    level of each indicator and period, with target, score and weight; ``input_versions`` gives
+    each indicator's table versions."""
     from pyspark.sql import functions as F
 
+    spark = members.sparkSession
     levels = _org_levels(orgs).withColumnRenamed("org_code", "institution_org_code")
-    names = orgs.select(F.col("org_code").alias("__o"), F.col("org_name"), F.col("county_org_code").alias("__c"))
+    allowed = spark.createDataFrame([(i.id, level) for i in indicators for level in i.levels],
+                                    "indicator_id string, org_level string")
+    attrs = spark.createDataFrame(
+        [(i.id, i.name_zh, i.domain, i.unit, i.direction, None if i.target is None else float(i.target),
+          float(i.weight), i.scoring, json.dumps(input_versions[i.id], sort_keys=True)) for i in indicators],
+        "indicator_id string, indicator_name_zh string, domain string, unit string, direction string, "
+        "target double, weight double, scoring string, input_versions string")
+    names = orgs.select(F.col("org_code"), "org_name", "county_org_code")
+    unit_code = F.coalesce(*[F.when(F.col("org_level") == level, F.col(col)) for level, col in LEVEL_COLUMNS.items()])
     # a member whose institution is not in the org-unit tree counts nowhere (as in authenticity())
-    m = members.join(levels, members.member_org_code == levels.institution_org_code)
-    frames = []
-    for level in ind.levels:
-        col = LEVEL_COLUMNS[level]
-        frames.append(m.where(F.col(col).isNotNull()).groupBy("period_type", "period", F.col(col).alias("org_code"))
-                      # rounded: a sum of doubles depends on the order partial sums meet, and a
-                      # rerun must not rewrite a value over its last bits
-                      .agg(F.round(F.sum(F.when(F.col("in_numerator"), F.col("numerator_value")).otherwise(0.0)), 6)
-                           .alias("numerator"),
-                           F.round(F.sum(F.when(F.col("in_denominator"), F.col("denominator_value"))), 6)
-                           .alias("denominator"))
-                      .withColumn("org_level", F.lit(level)))
-    values = frames[0]
-    for f in frames[1:]:
-        values = values.unionByName(f)
-    ratio = F.when(F.col("denominator") > 0, F.col("numerator") / F.col("denominator"))
+    sums = (members.join(levels, members.member_org_code == levels.institution_org_code)
+            .join(F.broadcast(allowed), "indicator_id")
+            .withColumn("org_code", unit_code).where(F.col("org_code").isNotNull())
+            .groupBy("indicator_id", "period_type", "period", "org_level", "org_code")
+            # rounded: a sum of doubles depends on the order partial sums meet, and a rerun must
+            # not rewrite a value over its last bits
+            .agg(F.round(F.sum(F.when(F.col("in_numerator"), F.col("numerator_value")).otherwise(0.0)), 6)
+                 .alias("numerator"),
+                 F.round(F.sum(F.when(F.col("in_denominator"), F.col("denominator_value"))), 6).alias("denominator")))
+    count = F.col("unit") == "count"
+    value = F.when(count, F.col("numerator")).when(F.col("denominator") > 0, F.col("numerator") / F.col("denominator"))
     start, end = period_bounds()
-    values = (values.join(names, values.org_code == names.__o, "left").drop("__o")
-              .withColumnRenamed("__c", "county_org_code")
-              .withColumn("denominator", F.col("denominator") if ind.unit != "count" else F.lit(None).cast("double"))
-              .withColumn("value", F.col("numerator") if ind.unit == "count" else ratio)
-              .withColumn("score", score_column(ind, F.col("value")))
-              .select(F.lit(ind.id).alias("indicator_id"), F.lit(ind.name_zh).alias("indicator_name_zh"),
-                      F.lit(ind.domain).alias("domain"), F.lit(ind.unit).alias("unit"),
-                      F.lit(ind.direction).alias("direction"), "period_type", "period",
-                      start.alias("period_start"), end.alias("period_end"),
-                      "org_level", "org_code", "org_name", "county_org_code",
-                      "numerator", "denominator", "value",
-                      F.lit(ind.target).cast("double").alias("target"), "score",
-                      F.lit(float(ind.weight)).alias("weight"), F.lit(ind.scoring).alias("scoring"),
-                      F.lit(catalog_version).alias("catalog_version"),
-                      F.lit(json.dumps(input_versions, sort_keys=True)).alias("input_versions")))
-    return values
+    return (sums.join(F.broadcast(attrs), "indicator_id").join(F.broadcast(names), "org_code", "left")
+            .withColumn("value", value)
+            .withColumn("denominator", F.when(~count, F.col("denominator")))
+            .select("indicator_id", "indicator_name_zh", "domain", "unit", "direction", "period_type", "period",
+                    start.alias("period_start"), end.alias("period_end"),
+                    "org_level", "org_code", "org_name", "county_org_code", "numerator", "denominator", "value",
+                    "target", score_expr(F.col("scoring"), F.col("target"), F.col("weight"), F.col("value"))
+                    .alias("score"), "weight", "scoring", F.lit(catalog_version).alias("catalog_version"),
+                    "input_versions"))
 
 
 def with_authenticity(values, coefficients):
@@ -154,7 +175,7 @@ def with_authenticity(values, coefficients):
                 .withColumn("authenticity_flagged", F.lit(None).cast("long"))
                 .withColumn("authenticity_coefficient", F.lit(None).cast("double"))
                 .withColumn("adjusted_score", F.col("score")))
-    out = values.join(coefficients, ["period_type", "period", "org_level", "org_code"], "left")
+    out = values.join(coefficients, ["indicator_id", "period_type", "period", "org_level", "org_code"], "left")
     return out.withColumn("adjusted_score", F.col("score") * F.coalesce("authenticity_coefficient", F.lit(1.0)))
 
 
@@ -200,52 +221,161 @@ def authenticity(ind: Indicator, frames: dict):
                 .withColumn("org_level", F.lit(level)))
         out = part if out is None else out.unionByName(part)
     return out.withColumn("authenticity_coefficient",
-                          1 - F.col("authenticity_flagged") / F.col("authenticity_records"))
+                          1 - F.col("authenticity_flagged") / F.col("authenticity_records")) \
+        .withColumn("indicator_id", F.lit(ind.id))
+
+
+def _last_runs(spark, lake_root: str) -> dict[str, dict]:
+    """indicator → its latest run: catalogue version and the input versions it read."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not delta.table_exists(spark, RUNS.path(lake_root)):
+        return {}
+    latest = Window.partitionBy("indicator_id").orderBy(F.col("computed_at").desc())
+    rows = delta.read(spark, RUNS, lake_root).withColumn("__n", F.row_number().over(latest)).where("__n = 1").collect()
+    return {r.indicator_id: {"catalog_version": r.catalog_version, "input_versions": json.loads(r.input_versions)}
+            for r in rows}
+
+
+def touched_periods(spark, lake_root: str, ind: Indicator, before: dict[str, int], now: dict[str, int]):
+    """The periods of ``ind`` that the changes between two sets of input versions can move: the
+    periods of the old and new dates of every changed row of a dated input (see
+    :func:`rules.dated_inputs`). None (every period) when an undated input changed."""
+    from pyspark.sql import functions as F
+
+    dated = rules.dated_inputs(ind)
+    changed = sorted(t for t in set(before) | set(now) if before.get(t) != now.get(t))
+    if any(t not in dated or t not in before or t not in now for t in changed):
+        return None
+    dates = []
+    for name in changed:
+        spec, col = table(name), dated[name]
+        old, new = (delta.read(spark, spec, lake_root, version=v).select("_row_hash", F.to_date(col).alias("day"))
+                    for v in (before[name], now[name]))
+        dates.append(old.subtract(new).unionByName(new.subtract(old)).select("day"))
+    days = dates[0]
+    for d in dates[1:]:
+        days = days.unionByName(d)
+    labelled = rules.with_periods(days.where("day IS NOT NULL").distinct(), "day", ind.periods)
+    return {(r.period_type, r.period) for r in labelled.select("period_type", "period").distinct().collect()}
+
+
+def _restrict(ind: Indicator, frames: dict, periods: set[tuple[str, str]]) -> dict:
+    """``frames`` with the dated inputs cut to the days of ``periods`` (all a member of one of
+    them can depend on)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    ranges = []
+    for lo, hi in sorted(period_range(*p) for p in periods):   # merged: a year covers its months
+        if ranges and lo <= ranges[-1][1] + dt.timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], max(hi, ranges[-1][1]))
+        else:
+            ranges.append((lo, hi))
+    out = dict(frames)
+    for name, col in rules.dated_inputs(ind).items():
+        if name in out:
+            day = F.to_date(col)
+            out[name] = out[name].where(reduce(lambda a, b: a | b, [day.between(F.lit(lo), F.lit(hi))
+                                                                    for lo, hi in ranges]))
+    return out
 
 
 def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids: list[str] | None = None,
             input_versions: dict[str, int] | None = None, write: bool = True,
-            held: dict[str, list[str]] | None = None) -> dict:
-    """Compute the indicators (all catalogued ones by default). With ``input_versions`` the inputs
-    are read at those Delta versions (reproducing a past computation). Returns per indicator the
-    write stats (or, with ``write=False``, the values and members DataFrames). An indicator with
-    an input in ``held`` (a failed critical expectation) is not recomputed: its published values
-    stay as they were, and the result says why."""
+            held: dict[str, list[str]] | None = None, full: bool = False) -> dict:
+    """Compute the indicators (all catalogued ones by default).
+
+    - With ``input_versions`` the inputs are read at those Delta versions (reproducing a past
+      computation).
+    - An indicator with an input in ``held`` (a failed critical expectation) is not recomputed:
+      its published values stay as they were, and the result says why.
+    - Incremental (unless ``full``, ``input_versions`` or ``write=False``): against the input
+      versions of the indicator's last run (``silver.indicator_runs``), an indicator whose inputs
+      did not change is skipped, and one whose changes are confined to dated rows is recomputed
+      for the periods those rows fall in only (:func:`touched_periods`). A new catalogue version
+      recomputes everything.
+
+    Returns per indicator its input versions and the periods recomputed (None: all), plus the
+    write stats under ``_tables`` (with ``write=False``: the values and members DataFrames)."""
     from pyspark.sql import functions as F
 
     catalog = catalog or load_catalog()
-    out, values_frames, member_frames = {}, [], []
+    incremental = write and not input_versions and not full
+    last = _last_runs(spark, lake_root) if incremental else {}
+    out, computed, member_frames, coefficients, orgs = {}, [], [], [], None
     for ind_id in indicator_ids or list(catalog.indicators):
         ind = catalog[ind_id]
-        member_fn = rules.RULES[ind.rule]
         inputs = inputs_of(ind)
         blocked = {t: (held or {})[t] for t in inputs if t in (held or {})}
         if blocked:
             out[ind_id] = {"held": blocked}
             continue
         frames, versions = _read_inputs(spark, lake_root, inputs, input_versions)
-        members = member_fn(ind, frames, _context(frames)).withColumn("indicator_id", F.lit(ind.id))
-        values = with_authenticity(aggregate(spark, ind, members, frames[ORG_UNITS.name], catalog.version, versions),
-                                   authenticity(ind, frames))
-        out[ind_id] = {"values": values, "members": members, "input_versions": versions}
-        values_frames.append(values)
-        member_frames.append(members.select("indicator_id", *rules.MEMBER_COLUMNS))
-    if not write or not values_frames:
+        periods = None
+        prev = last.get(ind.id)
+        if prev and prev["catalog_version"] == catalog.version:
+            if prev["input_versions"] == versions:
+                out[ind_id] = {"unchanged": True, "input_versions": versions}
+                continue
+            periods = touched_periods(spark, lake_root, ind, prev["input_versions"], versions)
+        if periods is not None:
+            frames = _restrict(ind, frames, periods)
+        members = rules.RULES[ind.rule](ind, frames, _context(frames))
+        if periods is not None:
+            members = members.where(F.col("period").isin(sorted({p for _, p in periods}) or [""]))
+        member_frames.append(members.select(F.lit(ind.id).alias("indicator_id"), *rules.MEMBER_COLUMNS))
+        coefficients.append(authenticity(ind, frames))
+        orgs = orgs if orgs is not None else frames[ORG_UNITS.name]
+        computed.append(ind)
+        out[ind_id] = {"input_versions": versions, "periods": None if periods is None else sorted(p for _, p in periods)}
+    if not computed:
         return out
-    # one MERGE per table for every indicator computed (each scoped to its indicators)
-    computed = [i for i, o in out.items() if "held" not in o]
-    scope = "indicator_id IN ({})".format(", ".join(f"'{i}'" for i in computed))
-    stats = {}
-    for spec, parts in ((VALUES, values_frames), (MEMBERS, member_frames)):
-        df = parts[0]
-        for part in parts[1:]:
-            df = df.unionByName(part)
-        stats[spec.name] = delta.upsert(spark, delta.with_row_hash(df, exclude=()), spec, lake_root,
-                                        delete_scope=scope).as_dict()
-    for i in computed:
-        out[i] = {"input_versions": out[i]["input_versions"]}
+    members = _union(member_frames).persist()   # read by both the values and the members write
+    try:
+        found = [c for c in coefficients if c is not None]
+        values = with_authenticity(
+            aggregate(members, orgs, computed, catalog.version, {i.id: out[i.id]["input_versions"] for i in computed}),
+            _union(found).select("indicator_id", "period_type", "period", "org_level", "org_code",
+                                 "authenticity_records", "authenticity_flagged", "authenticity_coefficient")
+            if found else None)
+        if not write:
+            for i in computed:
+                out[i.id].update(values=values.where(F.col("indicator_id") == i.id),
+                                 members=members.where(F.col("indicator_id") == i.id))
+            return out
+        # one MERGE per table for every indicator computed, each scoped to its recomputed periods
+        scope = " OR ".join(
+            f"(indicator_id = '{i.id}'" + ("" if out[i.id]["periods"] is None else
+                                          " AND period IN ({})".format(", ".join(f"'{p}'" for p in out[i.id]["periods"]) or "''"))
+            + ")" for i in computed)
+        stats = {
+            # a value's input versions are not part of its content: a recomputation that finds
+            # the same numbers leaves the row (and the versions that reproduce it) as it was
+            VALUES.name: delta.upsert(spark, delta.with_row_hash(values, exclude=("input_versions",)), VALUES,
+                                      lake_root, delete_scope=scope).as_dict(),
+            MEMBERS.name: delta.upsert(spark, delta.with_row_hash(members, exclude=()), MEMBERS, lake_root,
+                                       delete_scope=scope).as_dict()}
+    finally:
+        if write:
+            members.unpersist()
+    runs = spark.createDataFrame(
+        [(i.id, catalog.version, json.dumps(out[i.id]["input_versions"], sort_keys=True), out[i.id]["periods"])
+         for i in computed], "indicator_id string, catalog_version string, input_versions string, periods array<string>")
+    runs = runs.withColumn("computed_at", F.current_timestamp())
+    stats[RUNS.name] = delta.upsert(spark, delta.with_row_hash(runs, exclude=()), RUNS, lake_root,
+                                    check_unique=False).as_dict()
     out["_tables"] = stats
     return out
+
+
+def _union(frames: list):
+    df = frames[0]
+    for f in frames[1:]:
+        df = df.unionByName(f)
+    return df
 
 
 def explain(spark, lake_root: str, indicator_id: str, org_code: str, period: str, level: str | None = None,

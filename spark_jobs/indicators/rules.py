@@ -281,7 +281,8 @@ def prescription_share(ind: Indicator, frames: dict, ctx: dict):
 
 
 def report_timeliness(ind: Indicator, frames: dict, ctx: dict):
-    """Reports issued within the limit after their start event (per modality where set)."""
+    """Reports issued within the limit after their start event (per modality where set); a report
+    dated before its start is not on time."""
     from pyspark.sql import functions as F
 
     p = ind.params
@@ -297,8 +298,10 @@ def report_timeliness(ind: Indicator, frames: dict, ctx: dict):
     seconds = F.col("reported_at").cast("long") - F.col("started_at").cast("long")
     df = with_periods(reports.withColumn("limit_hours", limit).withColumn("seconds", seconds)
                       .withColumn("hours", F.round(seconds / 3600.0, 2)), "reported_at", ind.periods)
-    in_num = F.col("seconds") <= F.col("limit_hours") * 3600
+    # a report before its start is a data error, never on time
+    in_num = (F.col("seconds") >= 0) & (F.col("seconds") <= F.col("limit_hours") * 3600)
     reason = F.when(in_num, F.format_string("及时：%.1f小时（时限%.0f小时）", "hours", "limit_hours")) \
+              .when(F.col("seconds") < 0, F.format_string("时间矛盾：报告早于开始时间%.1f小时", -F.col("hours"))) \
               .otherwise(F.format_string("超时：%.1f小时（时限%.0f小时）", "hours", "limit_hours"))
     return _members(df, member_id="report_id", member_type="report", org="org_code", in_den=F.lit(True),
                     in_num=in_num, reason=reason,
@@ -315,3 +318,31 @@ def input_tables(ind: Indicator) -> list[str]:
     p = ind.params
     names = [p.get(k) for k in ("registry", "followups", "service", "table", "reports", "requests")]
     return [f"silver.{n}" for n in names if n]
+
+
+def dated_inputs(ind: Indicator) -> dict[str, str]:
+    """The inputs whose rows count only in the periods of one of their dates: table → date column.
+
+    A member of a period depends on these tables' rows dated in that period alone (and on the
+    undated inputs as a whole), so a change to one of their rows touches only the periods of its
+    old and new date; a change to any other input touches every period."""
+    p = ind.params
+    date_of = {"chronic_standard_management": ("followups", "followup_date"),
+               "chronic_control": ("followups", "followup_date"),
+               "chronic_management": ("followups", "followup_date"),
+               "event_count": ("table", p.get("date")), "event_mean": ("table", p.get("date")),
+               "line_share": ("table", p.get("date")),
+               "report_timeliness": ("reports", "reported_at")}
+    if ind.rule == "age_group_service":
+        out = {f"silver.{p['service']}": {"elderly_checkups": "checkup_date", "child_health_checks": "check_date"}[p["service"]]}
+    elif ind.rule in date_of:
+        param, col = date_of[ind.rule]
+        out = {f"silver.{p[param]}": col}
+    else:   # prescription_share: a prescription is dated by its first line, which another line can move
+        out = {}
+    auth = p.get("authenticity_records")
+    if auth and out.get(f"silver.{auth['table']}", auth["date"]) != auth["date"]:
+        return {}
+    if auth:
+        out[f"silver.{auth['table']}"] = auth["date"]
+    return out

@@ -1,4 +1,4 @@
-"""The independent computation: every indicator of the first batch (catalogue 2026.1), computed in
+"""The independent computation: every indicator of catalogue 2026.2, computed in
 plain Python straight from what the simulated city's sources deliver, never from the platform's
 tables and without any of its code:
 
@@ -680,7 +680,7 @@ def remote(values: Values, city: City) -> None:
     口径 choices: a request is dated by the day it was requested, a report by the day it was issued
     (and counted at its reading centre); a report is on time when reported_at − the request's
     start (recorded_at for ECG, images_received_at for imaging) ≤ the limit, inclusive (24 h; 48 h
-    for CT and MR); a report whose request is not in silver, or has no start time, is no member.
+    for CT and MR), and not negative (a report before its start is not on time); a report whose request is not in silver, or has no start time, is no member.
     """
     for kind, start in (("ecg", "recorded_at"), ("imaging", "images_received_at")):
         requests = {}
@@ -695,7 +695,7 @@ def remote(values: Values, city: City) -> None:
                 continue
             limit = ECG_LIMIT_HOURS if kind == "ecg" else IMAGING_LIMIT_BY_MODALITY.get(
                 q.row.get("modality"), IMAGING_LIMIT_HOURS)
-            on_time = (reported - started).total_seconds() <= limit * 3600
+            on_time = 0 <= (reported - started).total_seconds() <= limit * 3600
             values.add(f"remote_{kind}_report_timeliness", rep.day, rep.org, float(on_time))
 
 

@@ -15,7 +15,7 @@ from lakehouse import delta
 from spark_jobs.conform import entities as E
 from spark_jobs.conform.silver import ORG_UNITS, SILVER, UNMAPPED_CODES, conform_silver, entity_rows
 from spark_jobs.empi.match import PERSON_XREF, PERSONS
-from spark_jobs.indicators.engine import compute
+from spark_jobs.indicators.engine import VALUES, compute
 
 pytestmark = pytest.mark.spark
 
@@ -128,7 +128,9 @@ def test_a_day_of_new_data_updates_silver_as_a_full_rebuild_would(spark, conform
     first_day = {name: _silver(spark, daily, name).count() for name in SILVER}
     # a month's indicators as published after day one, with the input versions they record
     reproduced = ["outpatient_visits", "htn_standard_mgmt_rate"]
-    published = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, write=False))
+    first_run = compute(spark, daily.lake_root, indicator_ids=reproduced)
+    assert all(first_run[i]["periods"] is None for i in reproduced), "a first computation covers every period"
+    published = _published(spark, daily.lake_root, reproduced)
     ingest_sources(spark, daily, kinds)
 
     broken = f"{daily.lake_root}/bronze/regional__immunizations"     # a second row under a key
@@ -163,11 +165,32 @@ def test_a_day_of_new_data_updates_silver_as_a_full_rebuild_would(spark, conform
     again = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, input_versions=versions,
                                       write=False))
     assert again == published
-    now = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, write=False))
+
+    # the incremental run recomputes the periods the new days touch and nothing else, and ends
+    # where a computation from scratch does (versions aside: an unchanged value keeps the ones
+    # that reproduce it)
+    run = compute(spark, daily.lake_root, indicator_ids=reproduced)
+    touched = run["outpatient_visits"]["periods"]
+    assert touched and f"{city.start:%Y-%m}" in touched
+    assert {p for (p, _, _) in published["outpatient_visits"]} - set(touched), "older periods are left alone"
+    now = _published(spark, daily.lake_root, reproduced)
+    scratch = _indicator_values(compute(spark, daily.lake_root, indicator_ids=reproduced, write=False))
+    strip = lambda vs: {i: {k: {f: x for f, x in v.items() if f != "input_versions"} for k, v in by.items()}  # noqa: E731
+                        for i, by in vs.items()}
+    assert strip(now) == strip(scratch)
     month = f"{city.start:%Y-%m}"
     before = {k: v["numerator"] for k, v in published["outpatient_visits"].items() if k[0] == month}
     after = {k: v["numerator"] for k, v in now["outpatient_visits"].items() if k[0] == month}
     assert before and before != after, "the new days change the month's outpatient visits"
+    assert compute(spark, daily.lake_root, indicator_ids=reproduced)["outpatient_visits"].get("unchanged")
+
+
+def _published(spark, lake_root: str, indicator_ids: list[str]) -> dict:
+    """indicator → {(period, level, org): the published value's numbers and recorded versions}."""
+    from pyspark.sql import functions as F
+
+    values = delta.read(spark, VALUES, lake_root).where(F.col("indicator_id").isin(indicator_ids))
+    return _indicator_values({i: {"values": values.where(F.col("indicator_id") == i)} for i in indicator_ids})
 
 
 def _indicator_values(result: dict) -> dict:
