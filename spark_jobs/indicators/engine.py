@@ -238,27 +238,43 @@ def _last_runs(spark, lake_root: str) -> dict[str, dict]:
             for r in rows}
 
 
-def touched_periods(spark, lake_root: str, ind: Indicator, before: dict[str, int], now: dict[str, int]):
+def period_labels(day: dt.date, periods: tuple[str, ...]) -> set[tuple[str, str]]:
+    """(period_type, period) of every period type in ``periods`` that ``day`` falls in."""
+    label = {"year": f"{day:%Y}", "quarter": f"{day.year}-Q{(day.month - 1) // 3 + 1}", "month": f"{day:%Y-%m}"}
+    return {(p, label[p]) for p in periods}
+
+
+def changed_days(spark, lake_root: str, name: str, date_col: str, before: int, now: int,
+                 memo: dict | None = None) -> set[dt.date]:
+    """The old and new dates (``date_col``) of the rows of table ``name`` that differ between two
+    versions (by ``_row_hash``); ``memo`` keeps them for the next indicator over the same table."""
+    from pyspark.sql import functions as F
+
+    key = (name, date_col, before, now)
+    if memo is not None and key in memo:
+        return memo[key]
+    spec = table(name)
+    old, new = (delta.read(spark, spec, lake_root, version=v).select("_row_hash", F.to_date(date_col).alias("day"))
+                for v in (before, now))
+    days = {r.day for r in old.subtract(new).unionByName(new.subtract(old)).select("day").distinct().collect()
+            if r.day is not None}
+    if memo is not None:
+        memo[key] = days
+    return days
+
+
+def touched_periods(spark, lake_root: str, ind: Indicator, before: dict[str, int], now: dict[str, int],
+                    memo: dict | None = None):
     """The periods of ``ind`` that the changes between two sets of input versions can move: the
     periods of the old and new dates of every changed row of a dated input (see
     :func:`rules.dated_inputs`). None (every period) when an undated input changed."""
-    from pyspark.sql import functions as F
-
     dated = rules.dated_inputs(ind)
     changed = sorted(t for t in set(before) | set(now) if before.get(t) != now.get(t))
     if any(t not in dated or t not in before or t not in now for t in changed):
         return None
-    dates = []
-    for name in changed:
-        spec, col = table(name), dated[name]
-        old, new = (delta.read(spark, spec, lake_root, version=v).select("_row_hash", F.to_date(col).alias("day"))
-                    for v in (before[name], now[name]))
-        dates.append(old.subtract(new).unionByName(new.subtract(old)).select("day"))
-    days = dates[0]
-    for d in dates[1:]:
-        days = days.unionByName(d)
-    labelled = rules.with_periods(days.where("day IS NOT NULL").distinct(), "day", ind.periods)
-    return {(r.period_type, r.period) for r in labelled.select("period_type", "period").distinct().collect()}
+    return {p for name in changed
+            for day in changed_days(spark, lake_root, name, dated[name], before[name], now[name], memo)
+            for p in period_labels(day, ind.periods)}
 
 
 def _restrict(ind: Indicator, frames: dict, periods: set[tuple[str, str]]) -> dict:
@@ -305,6 +321,7 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
     catalog = catalog or load_catalog()
     incremental = write and not input_versions and not full
     last = _last_runs(spark, lake_root) if incremental else {}
+    diffs = {}   # table diffs shared by the indicators over the same table
     out, computed, member_frames, coefficients, orgs = {}, [], [], [], None
     for ind_id in indicator_ids or list(catalog.indicators):
         ind = catalog[ind_id]
@@ -320,7 +337,7 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
             if prev["input_versions"] == versions:
                 out[ind_id] = {"unchanged": True, "input_versions": versions}
                 continue
-            periods = touched_periods(spark, lake_root, ind, prev["input_versions"], versions)
+            periods = touched_periods(spark, lake_root, ind, prev["input_versions"], versions, diffs)
         if periods is not None:
             frames = _restrict(ind, frames, periods)
         members = rules.RULES[ind.rule](ind, frames, _context(frames))

@@ -41,3 +41,17 @@ def test_period_bounds_in_spark_and_in_python(spark, period_type, period, first,
     row = spark.createDataFrame([(period_type, period)], "period_type string, period string") \
         .select(start.alias("s"), end.alias("e")).first()
     assert (row.s, row.e) == (first, last) == period_range(period_type, period)
+
+
+def test_the_periods_a_changed_day_touches_are_the_periods_members_get(spark):
+    from spark_jobs.indicators.engine import period_labels
+    from spark_jobs.indicators.rules import with_periods
+
+    days = [dt.date(2024, 12, 31), dt.date(2025, 1, 1), dt.date(2025, 3, 31), dt.date(2025, 4, 1),
+            dt.date(2025, 12, 22)]
+    df = with_periods(spark.createDataFrame([(d,) for d in days], "day date"), "day", ("month", "quarter", "year"))
+    members = {}
+    for r in df.collect():
+        members.setdefault(r.day, set()).add((r.period_type, r.period))
+    assert members == {d: period_labels(d, ("month", "quarter", "year")) for d in days}
+    assert period_labels(dt.date(2025, 4, 1), ("year",)) == {("year", "2025")}
