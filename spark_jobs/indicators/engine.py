@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from lakehouse import delta
+from lakehouse.frames import union_all
 from lakehouse.tables import TableSpec, register, table
 from spark_jobs.conform.silver import ORG_UNITS
 from spark_jobs.empi.match import PERSONS
@@ -87,14 +88,6 @@ def score_expr(scoring, target, weight, value):
                F.when(value <= target, weight).when(value == 0, weight).otherwise(weight * target / value))
          .when(scoring == "yes_no", F.when(value != 0, weight).otherwise(F.lit(0.0))))
     return F.when(value.isNotNull(), s).cast("double")
-
-
-def score_column(ind: Indicator, value):
-    """:func:`score_expr` for one indicator."""
-    from pyspark.sql import functions as F
-
-    target = F.lit(None if ind.target is None else float(ind.target)).cast("double")
-    return score_expr(F.lit(ind.scoring), target, F.lit(float(ind.weight)), value)
 
 
 def period_bounds():
@@ -212,14 +205,11 @@ def authenticity(ind: Indicator, frames: dict):
     levels = _org_levels(frames[ORG_UNITS.name])
     m = recs.join(levels.withColumnRenamed("org_code", "institution_org_code"),
                   recs.org_code == F.col("institution_org_code"))
-    out = None
-    for level in ind.levels:
-        col = LEVEL_COLUMNS[level]
-        part = (m.where(F.col(col).isNotNull()).groupBy("period_type", "period", F.col(col).alias("org_code"))
-                .agg(F.count("*").alias("authenticity_records"),
-                     F.count("__flagged").alias("authenticity_flagged"))
-                .withColumn("org_level", F.lit(level)))
-        out = part if out is None else out.unionByName(part)
+    out = union_all([
+        m.where(F.col(LEVEL_COLUMNS[level]).isNotNull())
+        .groupBy("period_type", "period", F.col(LEVEL_COLUMNS[level]).alias("org_code"))
+        .agg(F.count("*").alias("authenticity_records"), F.count("__flagged").alias("authenticity_flagged"))
+        .withColumn("org_level", F.lit(level)) for level in ind.levels])
     return out.withColumn("authenticity_coefficient",
                           1 - F.col("authenticity_flagged") / F.col("authenticity_records")) \
         .withColumn("indicator_id", F.lit(ind.id))
@@ -350,12 +340,12 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
         out[ind_id] = {"input_versions": versions, "periods": None if periods is None else sorted(p for _, p in periods)}
     if not computed:
         return out
-    members = _union(member_frames).persist()   # read by both the values and the members write
+    members = union_all(member_frames).persist()   # read by both the values and the members write
     try:
         found = [c for c in coefficients if c is not None]
         values = with_authenticity(
             aggregate(members, orgs, computed, catalog.version, {i.id: out[i.id]["input_versions"] for i in computed}),
-            _union(found).select("indicator_id", "period_type", "period", "org_level", "org_code",
+            union_all(found).select("indicator_id", "period_type", "period", "org_level", "org_code",
                                  "authenticity_records", "authenticity_flagged", "authenticity_coefficient")
             if found else None)
         if not write:
@@ -386,13 +376,6 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
                                     check_unique=False).as_dict()
     out["_tables"] = stats
     return out
-
-
-def _union(frames: list):
-    df = frames[0]
-    for f in frames[1:]:
-        df = df.unionByName(f)
-    return df
 
 
 def explain(spark, lake_root: str, indicator_id: str, org_code: str, period: str, level: str | None = None,

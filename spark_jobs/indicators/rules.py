@@ -16,6 +16,8 @@ from typing import Callable
 
 from spark_jobs.indicators.catalog import Indicator
 
+# the date a yearly service (age_group_service) is dated by, per service table
+SERVICE_DATES = {"elderly_checkups": "checkup_date", "child_health_checks": "check_date"}
 MEMBER_COLUMNS = ("period_type", "period", "member_id", "member_type", "person_id", "member_org_code",
                   "in_denominator", "in_numerator", "numerator_value", "denominator_value", "reason", "evidence")
 
@@ -192,7 +194,7 @@ def age_group_service(ind: Indicator, frames: dict, ctx: dict):
 
     p = ind.params
     table = frames[f"silver.{p['service']}"]
-    date_col = {"elderly_checkups": "checkup_date", "child_health_checks": "check_date"}[p["service"]]
+    date_col = SERVICE_DATES[p["service"]]
     services = recorded(table, date_col).groupBy("person_id", F.year(date_col).alias("year")).agg(
         F.count("*").alias("services"), F.max(date_col).alias("last_service_date"))
     residents = _residents(ctx, services.select("year").distinct(), int(p["min_age"]))
@@ -334,7 +336,7 @@ def dated_inputs(ind: Indicator) -> dict[str, str]:
                "line_share": ("table", p.get("date")),
                "report_timeliness": ("reports", "reported_at")}
     if ind.rule == "age_group_service":
-        out = {f"silver.{p['service']}": {"elderly_checkups": "checkup_date", "child_health_checks": "check_date"}[p["service"]]}
+        out = {f"silver.{p['service']}": SERVICE_DATES[p["service"]]}
     elif ind.rule in date_of:
         param, col = date_of[ind.rule]
         out = {f"silver.{p[param]}": col}
