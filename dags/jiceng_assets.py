@@ -35,6 +35,7 @@ ECG_SILVER = _lake("silver.ecg")   # silver.ecg_recordings, ecg_features, ecg_fl
 IMAGING_SILVER = _lake("silver.imaging")   # silver.imaging_instances, _series, _studies, _thumbnails
 INDICATOR_VALUES = _lake("silver.indicator_values")
 INDICATOR_MEMBERS = _lake("silver.indicator_members")
+STAFF_WORKPOINTS = _lake("silver.staff_workpoints")
 GOLD = _lake("gold")
 
 SERVING_DB = _serving("serving", "x-jiceng://serving/jiceng")

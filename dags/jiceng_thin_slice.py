@@ -14,7 +14,7 @@ regional database, a legacy county system or the hospital's FHIR export, or when
 | `validate_silver` | Great Expectations suites of the silver entity tables; holds a failing table the same way | `ops.dq_results` |
 | `flag_records` | record-authenticity, plausibility and timeliness checks on silver | `silver.record_flags` |
 | `score_quality` | data-quality scorecard per institution and month | `silver.dq_scorecard` |
-| `compute_indicators` | the catalogued indicators with numerator, denominator and member records | `silver.indicator_values`, `silver.indicator_members` |
+| `compute_indicators` | the catalogued indicators with numerator, denominator and member records, then the staff work points | `silver.indicator_values`, `silver.indicator_members`, `silver.staff_workpoints` |
 | `build_gold` | `dbt build` into the gold marts | `gold` |
 | `export_serving` | gold marts → serving database (DuckDB file replaced atomically) | `serving` |
 | `build_reports` | XLSX indicator report per township | `reports.indicators` |
@@ -45,6 +45,7 @@ from jiceng_assets import (
     INDICATOR_MEMBERS,
     INDICATOR_REPORTS,
     INDICATOR_VALUES,
+    STAFF_WORKPOINTS,
     PERSON_IDENTITY,
     RECORD_FLAGS,
     SERVING_DB,
@@ -99,7 +100,7 @@ def jiceng_thin_slice():
         from lakehouse import pipeline
         return pipeline.score_quality()
 
-    @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS], pool=SPARK_POOL)
+    @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS, STAFF_WORKPOINTS], pool=SPARK_POOL)
     def compute_indicators():
         """The catalogued indicators with numerator, denominator and members."""
         from lakehouse import pipeline

@@ -251,14 +251,17 @@ def compute_indicators(settings: Settings | None = None, *, full: bool = False,
                        indicator_ids: list[str] | None = None) -> dict:
     """Compute the catalogued indicators with numerator, denominator and members, incrementally
     unless ``full`` (see :func:`spark_jobs.indicators.engine.compute`); an indicator with a held
-    input (a failed critical expectation) keeps its last values."""
+    input (a failed critical expectation) keeps its last values. Then the staff work points
+    (:mod:`spark_jobs.indicators.workpoints`), whose quality coefficient reads the values."""
     from lakehouse import ops
+    from spark_jobs.indicators import workpoints
     from spark_jobs.indicators.engine import compute
 
     s = settings or get_settings()
     spark = _spark(s)
-    return {"indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full,
-                                   held=ops.held_tables(spark, s.lake_root))}
+    held = ops.held_tables(spark, s.lake_root)
+    return {"indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full, held=held),
+            "workpoints": workpoints.compute(spark, s.lake_root, held=held)}
 
 
 def build_gold(settings: Settings | None = None) -> dict:

@@ -18,7 +18,8 @@ from deltalake import DeltaTable
 GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_turnaround",
                 "mart_imaging_worklist", "mart_imaging_turnaround",
                 "mart_institution_scorecards", "mart_city_overview", "mart_chronic_disease_management",
-                "mart_data_quality", "fct_indicator_values", "dim_org_units", "dim_dates")
+                "mart_data_quality", "fct_indicator_values", "dim_org_units", "dim_dates",
+                "mart_staff_workpoints", "dim_staff")
 
 
 class ServingExportError(RuntimeError):

@@ -24,6 +24,14 @@ from spark_jobs.empi.match import PERSON_XREF
 
 ORG_UNITS = register(TableSpec("silver.org_units", keys=("org_code",),
                                description="Org-unit tree with township and county of every unit"))
+STAFF = register(TableSpec(
+    "silver.staff", keys=("staff_id",),
+    description="Staff of every institution (role, title, family-doctor team) without their names; "
+                "the names stay in bronze"))
+POPULATION = register(TableSpec(
+    "silver.population", keys=("year", "area_code", "sex", "age_band"),
+    description="Resident population (常住人口) per year, township, sex and age band, from the census "
+                "reference, with the township's health centre: the denominators of 建档率 and 签约率"))
 SILVER = {e.name: register(TableSpec(f"silver.{e.name}", keys=(e.key,), description=e.description))
           for e in ENTITIES}
 HTN_PATIENTS = SILVER["hypertension_patients"]
@@ -80,6 +88,47 @@ def conform_org_units(bronze_org):
     o = (o.join(names.withColumnRenamed("n", "township_org_name"), o.township_org_code == F.col("k"), "left").drop("k")
          .join(county_names, o.county_org_code == F.col("ck"), "left").drop("ck"))
     return delta.with_row_hash(o, exclude=())
+
+
+def conform_staff(bronze_staff, levels):
+    """The staff register in silver's shape: typed, with the township and county of the staff
+    member's institution, and without the name (a direct identifier)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.conform.entities import typed
+
+    s = live(bronze_staff).select(
+        F.lit("regional").alias("source"), typed("staff_id", "string").alias("staff_id"),
+        typed("org_code", "string").alias("org_code"), typed("sex", "string").alias("sex"),
+        typed("role", "string").alias("role"), typed("title_zh", "string").alias("title_zh"),
+        typed("team_id", "string").alias("team_id"), typed("hired_date", "date").alias("hired_date"),
+        typed("created_at", "timestamp").alias("source_created_at"),
+        typed("updated_at", "timestamp").alias("source_updated_at"))
+    s = s.join(levels, "org_code", "left").select("source", "staff_id", "org_code", "township_org_code",
+                                                   "county_org_code", "sex", "role", "title_zh", "team_id",
+                                                   "hired_date", "source_created_at", "source_updated_at")
+    return delta.with_row_hash(s, exclude=())
+
+
+def conform_population(bronze_census, orgs):
+    """The census reference in silver's shape: typed, with the health centre (``township_org_code``)
+    and county of the township whose area code it counts (a township with two centres: the lower
+    code, as residence is attributed)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.conform.entities import typed
+
+    centres = (orgs.where("level = 'township'").groupBy("area_code")
+               .agg(F.min("org_code").alias("township_org_code")))
+    centres = centres.join(orgs.select(F.col("org_code").alias("township_org_code"), "county_org_code"),
+                           "township_org_code")
+    c = live(bronze_census).select(
+        typed("year", "int").alias("year"), typed("area_code", "string").alias("area_code"),
+        typed("sex", "string").alias("sex"), typed("age_band", "string").alias("age_band"),
+        typed("population", "int").alias("population"))
+    c = c.join(centres, "area_code", "left").select("year", "area_code", "township_org_code", "county_org_code",
+                                                    "sex", "age_band", "population")
+    return delta.with_row_hash(c, exclude=())
 
 
 def _attach_person(df, xref, key: str):
@@ -169,6 +218,13 @@ def conform_silver(spark, lake_root: str, held: dict[str, list[str]] | None = No
     if "bronze.regional__org_units" not in held:
         write(orgs, ORG_UNITS)
     levels = orgs.select("org_code", "township_org_code", "county_org_code")
+    census_path = f"{lake_root}/bronze/reference__census_population"
+    if delta.table_exists(spark, census_path) and not {"bronze.reference__census_population",
+                                                        "bronze.regional__org_units"} & set(held):
+        write(conform_population(spark.read.format("delta").load(census_path), orgs), POPULATION)
+    staff_path = f"{lake_root}/bronze/regional__staff"
+    if delta.table_exists(spark, staff_path) and not {"bronze.regional__staff", "bronze.regional__org_units"} & set(held):
+        write(conform_staff(spark.read.format("delta").load(staff_path), levels), STAFF)
     xref = delta.read(spark, PERSON_XREF, lake_root).persist()
     for entity in ENTITIES:
         blocked = {t: held[t] for t in input_tables(lake_root, entity) if t in held}

@@ -30,7 +30,8 @@ RUNS = register(TableSpec(
 
 LEVEL_COLUMNS = {"institution": "institution_org_code", "township": "township_org_code", "county": "county_org_code",
                  "city": "city_org_code"}
-PERSON_RULES = {"chronic_management", "age_group_service"}   # rules that read silver.persons
+PERSON_RULES = {"chronic_management", "age_group_service", "population_coverage", "key_population_contracts",
+                "archive_use", "maternal_care", "vaccination_coverage"}   # rules that read silver.persons
 OPTIONAL_INPUTS = {"silver.record_flags"}   # before the first quality run: no authenticity coefficient
 
 
@@ -73,8 +74,10 @@ def _context(frames: dict) -> dict:
     ctx = {"keys": {e.name: e.key for e in ENTITIES}}
     if PERSONS.name in frames:
         ctx["persons"] = frames[PERSONS.name].select("person_id", "birth_date", "death_date", "residence_area_code")
-        ctx["residence"] = orgs.where("level = 'township'").select(
-            F.col("area_code").alias("residence_area_code"), "org_code").dropDuplicates(["residence_area_code"])
+        # a township with two centres: the lower code (as silver.population attributes its census)
+        ctx["residence"] = orgs.where("level = 'township'").groupBy(
+            F.col("area_code").alias("residence_area_code")).agg(F.min("org_code").alias("org_code")) \
+            .join(orgs.select("org_code", F.col("county_org_code").alias("residence_county_org_code")), "org_code")
     return ctx
 
 

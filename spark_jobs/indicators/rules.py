@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from lakehouse.frames import union_all
 from spark_jobs.indicators.catalog import Indicator
 
 # the date a yearly service (age_group_service) is dated by, per service table
@@ -153,17 +154,28 @@ def chronic_control(ind: Indicator, frames: dict, ctx: dict):
                               *[f"latest_{c}" for c in limits]])
 
 
-def _residents(ctx: dict, years, min_age: int):
-    """(person, year): persons alive on 31 Dec, aged ≥ ``min_age`` then, with their residence
-    township centre (``org_code``) and age."""
+def _residents(ctx: dict, years, min_age: int, max_age: int | None = None):
+    """(person, year): persons alive on 31 Dec, aged ≥ ``min_age`` (and ≤ ``max_age``) then, with
+    their residence township centre (``org_code``) and age."""
     from pyspark.sql import functions as F
 
     persons = ctx["persons"].crossJoin(years)
     age = F.floor(F.months_between(_year_end(), F.col("birth_date")) / 12).cast("int")
     return (persons.where(F.col("death_date").isNull() | (F.col("death_date") > _year_end()))
-            .withColumn("age", age).where(F.col("age") >= min_age)
+            .withColumn("age", age).where((F.col("age") >= min_age) & (F.col("age") <= (999 if max_age is None else max_age)))
             .join(ctx["residence"], "residence_area_code")
-            .select("person_id", "year", "age", "birth_date", "org_code"))
+            .select("person_id", "year", "age", "birth_date", "org_code", "residence_county_org_code"))
+
+
+def _where_delivered(residents, table, date_col: str):
+    """(person, year) ``residents`` of the counties with at least one record of ``table`` dated in
+    the year: a county without a single one measures a missing feed, not the service (the legacy
+    county systems deliver no child or maternal records), so it gets no value."""
+    from pyspark.sql import functions as F
+
+    counties = recorded(table, date_col).select(F.col("county_org_code").alias("residence_county_org_code"),
+                                                F.year(date_col).alias("year")).distinct()
+    return residents.join(counties, ["residence_county_org_code", "year"], "left_semi")
 
 
 def chronic_management(ind: Indicator, frames: dict, ctx: dict):
@@ -197,7 +209,9 @@ def age_group_service(ind: Indicator, frames: dict, ctx: dict):
     date_col = SERVICE_DATES[p["service"]]
     services = recorded(table, date_col).groupBy("person_id", F.year(date_col).alias("year")).agg(
         F.count("*").alias("services"), F.max(date_col).alias("last_service_date"))
-    residents = _residents(ctx, services.select("year").distinct(), int(p["min_age"]))
+    residents = _where_delivered(_residents(ctx, services.select("year").distinct(), int(p["min_age"]),
+                                            None if p.get("max_age") is None else int(p["max_age"])),
+                                 table, date_col)
     m = _year_period(residents.join(services, ["person_id", "year"], "left")
                      .withColumn("services", F.coalesce("services", F.lit(0))))
     in_num = F.col("services") > 0
@@ -207,6 +221,195 @@ def age_group_service(ind: Indicator, frames: dict, ctx: dict):
               .otherwise(F.format_string(f"%d岁，年内未{service}", "age"))
     return _members(m, member_id="person_id", member_type="person", org="org_code", in_den=F.lit(True),
                     in_num=in_num, reason=reason, evidence=["age", "services", "last_service_date"])
+
+
+def _year_start(col="year"):
+    from pyspark.sql import functions as F
+
+    return F.make_date(F.col(col), F.lit(1), F.lit(1))
+
+
+def _in_effect(ind: Indicator, frames: dict, years):
+    """(person, year) → the person's records of ``params.table`` in effect in the year: begun
+    (``from_date``) on or before 31 Dec and, with ``to_date``, not ended before 1 Jan; with the
+    count, the latest record and its dates."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    p = ind.params
+    start, end = p["from_date"], p.get("to_date")
+    df = recorded(frames[f"silver.{p['table']}"], start).crossJoin(years).where(F.col(start) <= _year_end())
+    if end:
+        df = df.where(F.col(end).isNull() | (F.col(end) >= _year_start()))
+    key = p["key"]
+    w = Window.partitionBy("person_id", "year").orderBy(F.col(start).desc(), F.col(key).desc())
+    counted = df.groupBy("person_id", "year").agg(F.count("*").alias("records"))
+    latest = (df.withColumn("__rn", F.row_number().over(w)).where("__rn = 1")
+              .select("person_id", "year", F.col(key).alias("record_id"), F.col(start).alias("record_start"),
+                      (F.col(end) if end else F.lit(None).cast("date")).alias("record_end")))
+    return counted.join(latest, ["person_id", "year"])
+
+
+def population_coverage(ind: Indicator, frames: dict, ctx: dict):
+    """A share of the resident population (建档率, 签约率): persons alive on 31 Dec, by residence,
+    with a record of ``params.table`` in effect in the year ÷ the census population of the year
+    (silver.population, one member per census cell). Computed for the census years."""
+    from pyspark.sql import functions as F
+
+    p = ind.params
+    pop = frames["silver.population"].where(F.col("township_org_code").isNotNull() & F.col("population").isNotNull())
+    years = pop.select("year").distinct()
+    covered = _residents(ctx, years, 0).join(_in_effect(ind, frames, years), ["person_id", "year"])
+    what = p["record_zh"]
+    persons = _members(
+        _year_period(covered), member_id="person_id", member_type="person", org="org_code", in_den=F.lit(False),
+        in_num=F.lit(True), den_value=F.lit(None),
+        reason=F.format_string(f"{what}：%s（%s起）", "record_id", F.col("record_start").cast("string")),
+        evidence=["age", "records", "record_id", "record_start", "record_end"])
+    sex = F.when(F.col("sex") == "1", F.lit("男")).when(F.col("sex") == "2", F.lit("女")).otherwise(F.col("sex"))
+    cells = _members(
+        _year_period(pop), member_id=F.concat_ws(":", F.lit("census"), F.col("year").cast("string"), "area_code",
+                                                 "sex", "age_band"),
+        member_type="census_cell", org="township_org_code", in_den=F.lit(True), in_num=F.lit(False),
+        num_value=F.lit(0.0), den_value="population", person_id=None,
+        reason=F.format_string("常住人口：%s %s岁 %d人", sex, F.col("age_band"), F.col("population")),
+        evidence=["area_code", "sex", "age_band", "population"])
+    return persons.unionByName(cells)
+
+
+def key_population_contracts(ind: Indicator, frames: dict, ctx: dict):
+    """重点人群签约率: residents alive on 31 Dec in a key group that year (aged ≥ ``elderly_age`` or
+    ≤ ``child_max_age`` on 31 Dec, a hypertension or diabetes patient registered on or before it,
+    a pregnancy registered in the year), by residence; in the numerator with a contract in effect
+    in the year. Computed for the years with a contract in effect."""
+    from pyspark.sql import functions as F
+
+    p = ind.params
+    years = _years(frames[f"silver.{p['table']}"], p["from_date"])
+    people = _residents(ctx, years, 0)
+    groups = [F.when(F.col("age") >= int(p["elderly_age"]), F.lit("老年人")),
+              F.when(F.col("age") <= int(p["child_max_age"]), F.lit("0～6岁儿童"))]
+    for registry, label in (("hypertension_patients", "高血压患者"), ("diabetes_patients", "2型糖尿病患者")):
+        reg = _managed(frames, {"registry": registry}, years).select("person_id", "year", F.lit(True).alias(f"__{registry}"))
+        people = people.join(reg, ["person_id", "year"], "left")
+        groups.append(F.when(F.col(f"__{registry}"), F.lit(label)))
+    pregnant = (recorded(frames["silver.pregnancy_registrations"], "registered_date")
+                .select("person_id", F.year("registered_date").alias("year")).distinct()
+                .withColumn("__pregnant", F.lit(True)))
+    people = people.join(pregnant, ["person_id", "year"], "left")
+    groups.append(F.when(F.col("__pregnant"), F.lit("孕产妇")))
+    people = people.withColumn("key_groups", F.concat_ws("、", *groups)).where(F.col("key_groups") != "")
+    m = _year_period(people.join(_in_effect(ind, frames, years), ["person_id", "year"], "left"))
+    in_num = F.col("record_id").isNotNull()
+    reason = F.when(in_num, F.format_string("重点人群（%s）：年内签约有效（协议%s，%s起）", "key_groups", "record_id",
+                                            F.col("record_start").cast("string"))) \
+              .otherwise(F.format_string("重点人群（%s）：年内无有效签约", "key_groups"))
+    return _members(m, member_id="person_id", member_type="person", org="org_code", in_den=F.lit(True),
+                    in_num=in_num, reason=reason, evidence=["age", "key_groups", "record_id", "record_start"])
+
+
+def archive_use(ind: Indicator, frames: dict, ctx: dict):
+    """健康档案使用率: archives created on or before 31 Dec whose person had not died before the
+    year, at the archive's institution; in the numerator when the person has a service record
+    (any table of ``params.services``) dated in the year (有动态记录)."""
+    from pyspark.sql import functions as F
+
+    p = ind.params
+    services = union_all([recorded(frames[f"silver.{t}"], d).select("person_id", F.col(d).cast("date").alias("day"))
+                          for t, d in p["services"].items()])
+    per_year = services.groupBy("person_id", F.year("day").alias("year")).agg(
+        F.count("*").alias("services"), F.max("day").alias("last_service_date"))
+    years = per_year.select("year").distinct()
+    archives = recorded(frames[f"silver.{p['table']}"], "created_date").crossJoin(years) \
+        .where(F.col("created_date") <= _year_end())
+    alive = ctx["persons"].select("person_id", "death_date")
+    m = (archives.join(alive, "person_id", "left")
+         .where(F.col("death_date").isNull() | (F.col("death_date") >= _year_start()))
+         .join(per_year, ["person_id", "year"], "left")
+         .withColumn("services", F.coalesce("services", F.lit(0))))
+    in_num = F.col("services") > 0
+    reason = F.when(in_num, F.format_string("有动态记录：年内服务%d次（最近一次%s）", "services",
+                                            F.col("last_service_date").cast("string"))) \
+              .otherwise(F.lit("无动态记录：年内无任何服务记录"))
+    return _members(_year_period(m), member_id="archive_no", member_type="archive", org="org_code",
+                    in_den=F.lit(True), in_num=in_num, reason=reason,
+                    evidence=["archive_no", "created_date", "services", "last_service_date"])
+
+
+def vaccination_coverage(ind: Indicator, frames: dict, ctx: dict):
+    """适龄儿童免疫规划疫苗接种率, per dose of the schedule (``params.schedule``: vaccine code, dose,
+    age in days when due, name): every resident child alive on 31 Dec whose dose fell due in the
+    year (birth date + due age), by residence, in a county that delivers vaccinations; in the
+    numerator when vaccinated with that vaccine and dose on or before 31 Dec (wherever)."""
+    from pyspark.sql import functions as F
+
+    p = ind.params
+    shots = recorded(frames["silver.immunizations"], "vaccinated_date")
+    years = shots.select(F.year("vaccinated_date").alias("year")).distinct()
+    schedule = frames["silver.immunizations"].sparkSession.createDataFrame(
+        [(str(code), int(dose), int(days), str(name)) for code, dose, days, name in p["schedule"]],
+        "vaccine_code string, dose_no int, due_age_days int, vaccine_zh string")
+    max_age = max(int(days) for _, _, days, _ in p["schedule"]) // 365 + 1
+    due = (_where_delivered(_residents(ctx, years, 0, max_age), frames["silver.immunizations"], "vaccinated_date")
+           .crossJoin(F.broadcast(schedule))
+           .withColumn("due_date", F.date_add("birth_date", F.col("due_age_days")))
+           .where(F.year("due_date") == F.col("year")))
+    given = (shots.groupBy("person_id", "vaccine_code", "dose_no")
+             .agg(F.min("vaccinated_date").alias("vaccinated_date"), F.min("immunization_id").alias("immunization_id")))
+    m = due.join(given, ["person_id", "vaccine_code", "dose_no"], "left")
+    in_num = F.col("vaccinated_date").isNotNull() & (F.col("vaccinated_date") <= _year_end())
+    dose = F.format_string("%s第%d剂", "vaccine_zh", "dose_no")
+    reason = F.when(in_num, F.format_string("已接种：%s（%s）", dose, F.col("vaccinated_date").cast("string"))) \
+              .otherwise(F.format_string("未接种：%s（应种日期%s）", dose, F.col("due_date").cast("string")))
+    return _members(_year_period(m), member_id=F.concat_ws(":", "person_id", "vaccine_code", F.col("dose_no").cast("string")),
+                    member_type="dose", org="org_code", in_den=F.lit(True), in_num=in_num, reason=reason,
+                    evidence=["vaccine_code", "dose_no", "due_date", "vaccinated_date", "immunization_id"])
+
+
+def maternal_care(ind: Indicator, frames: dict, ctx: dict):
+    """早孕建册率 / 产后访视率 over the live births of the year: registered pregnancies whose
+    postpartum visits record a live birth (the earliest delivery date recorded), by the mother's
+    residence, in the year of delivery. ``params.require``: ``early_registration`` (registered
+    before ``before_weeks`` weeks with a prenatal visit before then too) or ``postpartum_visit`` (a
+    postpartum visit within ``within_days`` days after delivery)."""
+    from pyspark.sql import functions as F
+
+    p = ind.params
+    visits = recorded(frames["silver.postpartum_visits"], "visit_date")
+    births = (visits.where(F.col("delivery_outcome") == "live_birth").where(F.col("delivery_date").isNotNull())
+              .groupBy("pregnancy_id").agg(F.min("delivery_date").alias("delivery_date")))
+    reg = recorded(frames["silver.pregnancy_registrations"], "registered_date").select(
+        "pregnancy_id", "person_id", "registered_date", F.col("gestational_weeks").alias("registered_weeks"))
+    df = births.join(reg, "pregnancy_id").withColumn("year", F.year("delivery_date"))
+    people = _residents(ctx, df.select("year").distinct(), 0).select("person_id", "year", "org_code")
+    df = df.join(people, ["person_id", "year"])
+    if p["require"] == "early_registration":
+        weeks = int(p["before_weeks"])
+        early = (recorded(frames["silver.prenatal_visits"], "visit_date").where(F.col("gestational_weeks") < weeks)
+                 .groupBy("pregnancy_id").agg(F.min("visit_date").alias("first_visit_date"),
+                                              F.min("gestational_weeks").alias("first_visit_weeks")))
+        df = df.join(early, "pregnancy_id", "left")
+        in_num = F.coalesce((F.col("registered_weeks") < weeks) & F.col("first_visit_date").isNotNull(), F.lit(False))
+        reason = (F.when(in_num, F.format_string("早孕建册：孕%d周建册，孕%d周首次产检", "registered_weeks",
+                                                  "first_visit_weeks"))
+                  .when(F.col("registered_weeks") >= weeks, F.format_string(f"非早孕建册：孕%d周建册（需<{weeks}周）",
+                                                                             "registered_weeks"))
+                  .otherwise(F.format_string(f"非早孕建册：孕{weeks}周前无产检记录（建册孕周%s）",
+                                             F.coalesce(F.col("registered_weeks").cast("string"), F.lit("未记录")))))
+        evidence = ["pregnancy_id", "delivery_date", "registered_date", "registered_weeks", "first_visit_date"]
+    else:
+        days = int(p["within_days"])
+        timely = (visits.join(births.select("pregnancy_id", F.col("delivery_date").alias("__d")), "pregnancy_id")
+                  .where(F.datediff("visit_date", "__d").between(0, days))
+                  .groupBy("pregnancy_id").agg(F.min("visit_date").alias("first_visit_date")))
+        df = df.join(timely, "pregnancy_id", "left")
+        in_num = F.col("first_visit_date").isNotNull()
+        reason = F.when(in_num, F.format_string(f"产后{days}天内访视：分娩%s，访视%s", F.col("delivery_date").cast("string"),
+                                                F.col("first_visit_date").cast("string"))) \
+                  .otherwise(F.format_string(f"产后{days}天内无访视（分娩%s）", F.col("delivery_date").cast("string")))
+        evidence = ["pregnancy_id", "delivery_date", "first_visit_date"]
+    return _members(_year_period(df), member_id="pregnancy_id", member_type="pregnancy", org="org_code",
+                    in_den=F.lit(True), in_num=in_num, reason=reason, evidence=evidence)
 
 
 # ---- event-based, per month / quarter / year -------------------------------------------------
@@ -312,14 +515,23 @@ def report_timeliness(ind: Indicator, frames: dict, ctx: dict):
 
 RULES: dict[str, Callable] = {f.__name__: f for f in (
     chronic_standard_management, chronic_control, chronic_management, age_group_service,
+    population_coverage, key_population_contracts, archive_use, maternal_care, vaccination_coverage,
     event_count, event_mean, line_share, prescription_share, report_timeliness)}
+
+
+# the tables a rule always reads, whatever its parameters
+RULE_TABLES = {"population_coverage": ("population",),
+               "key_population_contracts": ("hypertension_patients", "diabetes_patients", "pregnancy_registrations"),
+               "maternal_care": ("pregnancy_registrations", "prenatal_visits", "postpartum_visits"),
+               "vaccination_coverage": ("immunizations",)}
 
 
 def input_tables(ind: Indicator) -> list[str]:
     """The silver tables an indicator's rule reads (besides org units and persons)."""
     p = ind.params
     names = [p.get(k) for k in ("registry", "followups", "service", "table", "reports", "requests")]
-    return [f"silver.{n}" for n in names if n]
+    names += list(p.get("services", {})) + list(RULE_TABLES.get(ind.rule, ()))
+    return [f"silver.{n}" for n in dict.fromkeys(names) if n]
 
 
 def dated_inputs(ind: Indicator) -> dict[str, str]:

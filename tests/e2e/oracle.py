@@ -1,4 +1,4 @@
-"""The independent computation: every indicator of catalogue 2026.2, computed in
+"""The independent computation: every indicator of catalogue 2026.3, computed in
 plain Python straight from what the simulated city's sources deliver, never from the platform's
 tables and without any of its code:
 
@@ -37,7 +37,19 @@ Key = tuple[str, str, str, str]          # (indicator_id, period, org_level, org
 # the catalogue copies them; the oracle must not import the simulator.
 HTN_PREVALENCE = ((18, 0.05), (35, 0.12), (45, 0.25), (55, 0.38), (65, 0.50), (75, 0.58))
 DM_PREVALENCE = ((18, 0.02), (35, 0.05), (45, 0.10), (55, 0.15), (65, 0.18), (75, 0.20))
-ADULT_AGE, ELDERLY_AGE = 18, 65
+ADULT_AGE, ELDERLY_AGE, CHILD_MAX_AGE = 18, 65, 6
+EARLY_WEEKS, POSTPARTUM_DAYS = 13, 28          # 孕13周之前; 产后28天内
+# 国家免疫规划 (vaccine code, dose, due age in days): the schedule as the catalogue states it
+NIP_SCHEDULE = (("0201", 1, 0), ("0101", 1, 0), ("0201", 2, 30), ("0303", 1, 60), ("0303", 2, 90), ("0402", 1, 90),
+                ("0311", 3, 120), ("0402", 2, 120), ("0402", 3, 150), ("0201", 3, 180), ("1601", 1, 180),
+                ("1201", 1, 240), ("1801", 1, 240), ("1601", 2, 270), ("0402", 4, 540), ("1201", 2, 540),
+                ("1901", 1, 540), ("1801", 2, 730), ("1701", 1, 1095), ("0311", 4, 1460), ("1701", 2, 2190),
+                ("0601", 1, 2190))
+# 动态记录: the service tables whose records make an archive "in use" (table → service day)
+ARCHIVE_SERVICES = {"hypertension_followups": "followup_date", "diabetes_followups": "followup_date",
+                    "elderly_checkups": "checkup_date", "child_health_checks": "check_date",
+                    "prenatal_visits": "visit_date", "postpartum_visits": "visit_date",
+                    "immunizations": "vaccinated_date", "outpatient_visits": "visit_date"}
 FACE_TO_FACE, MIN_FACE_TO_FACE = ("clinic", "home"), 4
 SBP_BELOW, DBP_BELOW, GLUCOSE_BELOW = 140, 90, 7.0
 # what a living person can have (the platform's impossible_vitals flag uses the same ranges): a
@@ -60,6 +72,14 @@ INDICATORS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {   # id → (o
     "dm_standard_mgmt_rate": (ALL_LEVELS, YEAR),
     "dm_glucose_control_rate": (ALL_LEVELS, YEAR),
     "elderly_health_mgmt_rate": (RESIDENCE_LEVELS, YEAR),
+    "child_health_mgmt_rate": (RESIDENCE_LEVELS, YEAR),
+    "nip_vaccination_rate": (RESIDENCE_LEVELS, YEAR),
+    "archive_rate": (RESIDENCE_LEVELS, YEAR),
+    "archive_use_rate": (ALL_LEVELS, YEAR),
+    "family_doctor_contract_rate": (RESIDENCE_LEVELS, YEAR),
+    "key_population_contract_rate": (RESIDENCE_LEVELS, YEAR),
+    "early_pregnancy_registration_rate": (RESIDENCE_LEVELS, YEAR),
+    "postpartum_visit_rate": (RESIDENCE_LEVELS, YEAR),
     "outpatient_visits": (ALL_LEVELS, MONTH_QUARTER_YEAR),
     "outpatient_avg_fee": (ALL_LEVELS, MONTH_QUARTER_YEAR),
     "inpatient_avg_cost": (ALL_LEVELS, MONTH_QUARTER_YEAR),
@@ -170,6 +190,13 @@ REGIONAL = {
     "ecg_reports": ("report_id", (), ("reported_at",)),
     "imaging_requests": ("request_id", (), ("requested_at", "images_received_at")),
     "imaging_reports": ("report_id", (), ("reported_at",)),
+    "health_archives": ("archive_no", ("created_date",), ()),
+    "family_doctor_contracts": ("contract_id", ("signed_date", "start_date", "end_date"), ()),
+    "child_health_checks": ("check_id", ("check_date",), ()),
+    "pregnancy_registrations": ("pregnancy_id", ("registered_date", "last_menstrual_date", "expected_delivery_date"), ()),
+    "prenatal_visits": ("visit_id", ("visit_date",), ()),
+    "postpartum_visits": ("visit_id", ("delivery_date", "visit_date"), ()),
+    "immunizations": ("immunization_id", ("vaccinated_date",), ()),
 }
 
 
@@ -199,6 +226,14 @@ LEGACY = {
     "residents": ("JMXX", "居民编号", "建档时间",
                   {"居民编号": "resident_id", "出生日期": "birth_date", "所属乡镇": "area_code"},
                   {"出生日期": "%Y%m%d"}),
+    "health_archives": ("JKDA", "档案编号", "建档时间",
+                        {"档案编号": "archive_no", "居民编号": "resident_id", "建档机构": "org_code",
+                         "建档日期": "created_date"},
+                        {"建档日期": "%Y/%m/%d"}),
+    "family_doctor_contracts": ("QYXX", "签约编号", "录入时间",
+                                {"签约编号": "contract_id", "居民编号": "resident_id", "签约机构": "org_code",
+                                 "签约日期": "signed_date", "生效日期": "start_date", "到期日期": "end_date"},
+                                {"签约日期": "%Y%m%d", "生效日期": "%Y%m%d", "到期日期": "%Y%m%d"}),
     "hypertension_registry": ("GXYDJ", "登记编号", "录入时间",
                               {"登记编号": "registry_id", "居民编号": "resident_id", "管理机构": "org_code",
                                "登记日期": "registered_date"},
@@ -455,6 +490,7 @@ class City:
         # residents of the city: a birth date and a residence township with a health centre
         self.persons = {pk: p for pk, p in people.items()
                         if p.birth and p.area_code in self.centre_of_area}
+        self.death_of = {pk: p.death for pk, p in people.items()}
 
     def _hospital(self, dropzone: Path, fhir: dict) -> None:
         """The hospital's outpatient encounters and medication requests as silver rows: a visit's
@@ -608,24 +644,191 @@ def chronic(values: Values, city: City, disease: str, prevalence, controlled, id
                        period=period)
 
 
-def elderly(values: Values, city: City) -> None:
-    """65岁及以上老年人健康管理率, per year.
+def age_group(values: Values, city: City, indicator: str, table: str, key: str, day: str,
+              min_age: int, max_age: int | None = None) -> None:
+    """An age group's coverage by a yearly service, per year: 65岁及以上老年人健康管理率 (elderly
+    check-ups), 0～6岁儿童健康管理率 (child health checks).
 
-    口径 choices: the years are those with at least one check-up dated in them; members are the
-    city's residents (as for 管理率) aged ≥ 65 on 31 Dec whose death date, if any, is after 31 Dec;
-    in the numerator with at least one check-up dated in the year, wherever it was done; counted at
-    the residence township centre (levels township, county, city: no institution level, as for
-    管理率).
+    口径 choices: the years are those with at least one service dated in them; members are the
+    city's residents (as for 管理率) aged min_age to max_age on 31 Dec (born on or before it) whose
+    death date, if any, is after 31 Dec; in the numerator with at least one service dated in the
+    year, wherever it was done; counted at the residence township centre (levels township, county,
+    city: no institution level, as for 管理率).
     """
-    checkups = city.events("elderly_checkups", "checkup_id", "checkup_date")
-    served = {(c.person, c.day.year) for c in checkups}
-    for year in sorted({c.day.year for c in checkups}):
+    services = city.events(table, key, day)
+    served = {(c.person, c.day.year) for c in services}
+    delivered = _delivered(city, services)
+    for year in sorted({c.day.year for c in services}):
         end = dt.date(year, 12, 31)
         for pk, p in city.persons.items():
-            if p.age_on(end) < ELDERLY_AGE or (p.death is not None and p.death <= end):
+            age = p.age_on(end)
+            if age < min_age or (max_age is not None and age > max_age) or (p.death is not None and p.death <= end):
                 continue
-            values.add("elderly_health_mgmt_rate", end, city.centre_of_area[p.area_code],
-                       float((pk, year) in served), period=str(year))
+            centre = city.centre_of_area[p.area_code]
+            if (city.units[centre].get("county"), year) in delivered:
+                values.add(indicator, end, centre, float((pk, year) in served), period=str(year))
+
+
+def _delivered(city: City, services: list) -> set[tuple[str, int]]:
+    """(county, year) with at least one of ``services`` dated in the year at one of its
+    institutions: a county without any has no value (its systems do not deliver the service)."""
+    return {(city.units.get(e.org, {}).get("county"), e.day.year) for e in services}
+
+
+def vaccination(values: Values, city: City) -> None:
+    """适龄儿童国家免疫规划疫苗接种率, per year with a vaccination dated in it.
+
+    口径 choices: the denominator is every dose of NIP_SCHEDULE that falls due in the year (birth
+    date + due age) for a resident child alive on 31 Dec, at the residence township centre, in a
+    county with a vaccination dated in the year; a dose is given when a vaccination with its
+    vaccine code and dose number is dated on or before 31 Dec.
+    """
+    shots = city.events("immunizations", "immunization_id", "vaccinated_date")
+    given = {}
+    for v in shots:
+        k = (v.person, v.row.get("vaccine_code"), _int(v.row.get("dose_no")))
+        given[k] = min(v.day, given.get(k, v.day))
+    delivered = _delivered(city, shots)
+    for year in sorted({v.day.year for v in shots}):
+        end = dt.date(year, 12, 31)
+        for pk, p in city.persons.items():
+            if p.age_on(end) < 0 or (p.death is not None and p.death <= end):
+                continue
+            centre = city.centre_of_area[p.area_code]
+            if (city.units[centre].get("county"), year) not in delivered:
+                continue
+            for code, dose, days in NIP_SCHEDULE:
+                due = p.birth + dt.timedelta(days=days)
+                if due.year == year:
+                    done = given.get((pk, code, dose))
+                    values.add("nip_vaccination_rate", end, centre, float(done is not None and done <= end),
+                               period=str(year))
+
+
+def _alive_on(city: City, pk: str, day: dt.date) -> bool:
+    return city.death_of.get(pk) is None or city.death_of[pk] > day
+
+
+def _in_effect(city: City, years) -> dict[tuple[str, int], str]:
+    """(person, year) → a family-doctor contract in effect in the year: begun (start_date) on or
+    before 31 Dec, not recorded before it began, and not ended (end_date) before 1 Jan."""
+    out = {}
+    for c in city.events("family_doctor_contracts", "contract_id", "start_date"):
+        ends = _day(c.row.get("end_date"))
+        for y in years:
+            if c.day <= dt.date(y, 12, 31) and (ends is None or ends >= dt.date(y, 1, 1)):
+                out[(c.person, y)] = c.key
+    return out
+
+
+def population(values: Values, city: City, dropzone: Path) -> None:
+    """居民电子健康档案建档率 and 家庭医生签约率, per census year.
+
+    口径 choices: the denominator is the census population of the year (dropzone/reference/
+    census_population.csv), counted at the health centre of its township; the numerator the city's
+    residents alive on 31 Dec, at their residence township centre, with an archive created on or
+    before 31 Dec (建档率) or a contract in effect in the year (签约率). A resident born after the
+    census counts in the numerator: the census is what the bureau divides by.
+    """
+    with open(Path(dropzone) / "reference" / "census_population.csv", encoding="utf-8") as f:
+        cells = [r for r in csv.DictReader(f) if r["area_code"] in city.centre_of_area and _int(r["population"]) is not None]
+    years = sorted({int(r["year"]) for r in cells})
+    for r in cells:
+        for ind in ("archive_rate", "family_doctor_contract_rate"):
+            values.add(ind, None, city.centre_of_area[r["area_code"]], 0.0, float(_int(r["population"])),
+                       period=r["year"])
+    archived = {}
+    for a in city.events("health_archives", "archive_no", "created_date"):
+        archived.setdefault(a.person, min(a.day, archived.get(a.person, a.day)))
+    contracts = _in_effect(city, years)
+    for y in years:
+        end = dt.date(y, 12, 31)
+        for pk, p in city.persons.items():
+            if p.age_on(end) < 0 or not _alive_on(city, pk, end):
+                continue
+            centre = city.centre_of_area[p.area_code]
+            if pk in archived and archived[pk] <= end:
+                values.add("archive_rate", end, centre, 1.0, None, period=str(y))
+            if (pk, y) in contracts:
+                values.add("family_doctor_contract_rate", end, centre, 1.0, None, period=str(y))
+
+
+def key_population(values: Values, city: City) -> None:
+    """重点人群家庭医生签约率, per year with a contract beginning in it.
+
+    口径 choices: the key groups are what the records show: aged ≥ 65 or 0–6 on 31 Dec, a
+    hypertension or diabetes registration dated on or before 31 Dec, a pregnancy registered in the
+    year (disabled and poor residents are known only from their contracts, so they cannot be
+    counted when they have none); residents alive on 31 Dec, at their residence township centre.
+    """
+    years = sorted({c.day.year for c in city.events("family_doctor_contracts", "contract_id", "start_date")})
+    registered = defaultdict(list)
+    for table in ("hypertension_registry", "diabetes_registry"):
+        for r in city.events(table, "registry_id", "registered_date"):
+            registered[r.person].append(r.day)
+    pregnant = {(r.person, r.day.year) for r in city.events("pregnancy_registrations", "pregnancy_id", "registered_date")}
+    contracts = _in_effect(city, years)
+    for y in years:
+        end = dt.date(y, 12, 31)
+        for pk, p in city.persons.items():
+            age = p.age_on(end)
+            if age < 0 or not _alive_on(city, pk, end):
+                continue
+            if age >= ELDERLY_AGE or age <= CHILD_MAX_AGE or any(d <= end for d in registered[pk]) \
+                    or (pk, y) in pregnant:
+                values.add("key_population_contract_rate", end, city.centre_of_area[p.area_code],
+                           float((pk, y) in contracts), period=str(y))
+
+
+def archive_use(values: Values, city: City) -> None:
+    """健康档案使用率, per year with a service dated in it.
+
+    口径 choices: every archive created on or before 31 Dec whose person had not died before 1 Jan,
+    at the archive's institution; in use when its person has a record of one of ARCHIVE_SERVICES
+    dated in the year (wherever it was done).
+    """
+    served = set()
+    for table, day in ARCHIVE_SERVICES.items():
+        key = REGIONAL[table][0]
+        served |= {(e.person, e.day.year) for e in city.events(table, key, day)}
+    for y in sorted({y for _, y in served}):
+        start, end = dt.date(y, 1, 1), dt.date(y, 12, 31)
+        for a in city.events("health_archives", "archive_no", "created_date"):
+            died = city.death_of.get(a.person)
+            if a.day <= end and (died is None or died >= start):
+                values.add("archive_use_rate", end, a.org, float((a.person, y) in served), period=str(y))
+
+
+def maternal(values: Values, city: City) -> None:
+    """早孕建册率 and 产后访视率 over the live births of the year.
+
+    口径 choices: a live birth is a registered pregnancy whose postpartum visits record one (the
+    earliest delivery date they record), in the year of delivery, counted at the mother's residence
+    township centre if she is a resident alive on 31 Dec; early when registered before week 13 with
+    a prenatal visit before week 13; visited when a postpartum visit is 0–28 days after delivery.
+    """
+    visits = city.events("postpartum_visits", "visit_id", "visit_date")
+    born = {}
+    for v in visits:
+        d = _day(v.row.get("delivery_date"))
+        if v.row.get("delivery_outcome") == "live_birth" and d is not None:
+            born[v.row["pregnancy_id"]] = min(d, born.get(v.row["pregnancy_id"], d))
+    regs = {r.key: r for r in city.events("pregnancy_registrations", "pregnancy_id", "registered_date")}
+    early_visit = {v.row["pregnancy_id"] for v in city.events("prenatal_visits", "visit_id", "visit_date")
+                   if _int(v.row.get("gestational_weeks")) is not None and _int(v.row["gestational_weeks"]) < EARLY_WEEKS}
+    visited = {v.row["pregnancy_id"] for v in visits if v.row["pregnancy_id"] in born
+               and 0 <= (v.day - born[v.row["pregnancy_id"]]).days <= POSTPARTUM_DAYS}
+    for preg, delivered in born.items():
+        reg = regs.get(preg)
+        end = dt.date(delivered.year, 12, 31)
+        p = reg and city.persons.get(reg.person)
+        if not p or p.age_on(end) < 0 or not _alive_on(city, reg.person, end):
+            continue
+        weeks = _int(reg.row.get("gestational_weeks"))
+        centre = city.centre_of_area[p.area_code]
+        values.add("early_pregnancy_registration_rate", end, centre,
+                   float(weeks is not None and weeks < EARLY_WEEKS and preg in early_visit), period=str(delivered.year))
+        values.add("postpartum_visit_rate", end, centre, float(preg in visited), period=str(delivered.year))
 
 
 def medical(values: Values, city: City) -> None:
@@ -710,7 +913,57 @@ def independent_indicators(db: Path, dropzone: Path, ground_truth: Path) -> dict
             ("htn_mgmt_rate", "htn_standard_mgmt_rate", "htn_bp_control_rate"))
     chronic(values, city, "diabetes", DM_PREVALENCE, glucose_controlled,
             ("dm_mgmt_rate", "dm_standard_mgmt_rate", "dm_glucose_control_rate"))
-    elderly(values, city)
+    age_group(values, city, "elderly_health_mgmt_rate", "elderly_checkups", "checkup_id", "checkup_date", ELDERLY_AGE)
+    population(values, city, Path(dropzone))
+    key_population(values, city)
+    archive_use(values, city)
+    maternal(values, city)
+    vaccination(values, city)
+    age_group(values, city, "child_health_mgmt_rate", "child_health_checks", "check_id", "check_date", 0, CHILD_MAX_AGE)
     medical(values, city)
     remote(values, city)
     return values.result()
+
+
+# ---- staff work points ------------------------------------------------------------------------------
+
+# the service tables that earn work points → (key, column of the staff member, service day)
+WORK_SERVICES = {
+    "health_archives": ("archive_no", "doctor_id", "created_date"),
+    "family_doctor_contracts": ("contract_id", "doctor_id", "signed_date"),
+    "hypertension_followups": ("followup_id", "doctor_id", "followup_date"),
+    "diabetes_followups": ("followup_id", "doctor_id", "followup_date"),
+    "elderly_checkups": ("checkup_id", "doctor_id", "checkup_date"),
+    "child_health_checks": ("check_id", "doctor_id", "check_date"),
+    "pregnancy_registrations": ("pregnancy_id", "doctor_id", "registered_date"),
+    "prenatal_visits": ("visit_id", "doctor_id", "visit_date"),
+    "postpartum_visits": ("visit_id", "doctor_id", "visit_date"),
+    "immunizations": ("immunization_id", "staff_id", "vaccinated_date"),
+    "outpatient_visits": ("visit_id", "doctor_id", "visit_date"),
+}
+
+
+def independent_work_services(db: Path, dropzone: Path, ground_truth: Path) -> tuple[dict, set[str]]:
+    """The services that can earn work points, per (service table, staff member, month), for the
+    staff of the township centres and village clinics of the counties that deliver through the
+    regional database (their records come from it alone); and those staff.
+
+    口径 choices: a record counts in the month of its service day when it names a staff member and
+    a person bronze holds, and is not dated after the day its source recorded it."""
+    city = City(Path(db), Path(dropzone), Path(ground_truth))
+    legacy = {d.name.split("_", 1)[1] for d in Path(dropzone).glob("legacy_*")}
+    con = sqlite3.connect(db)
+    try:
+        staff = {sid for sid, area, level in con.execute(
+            "SELECT s.staff_id, o.area_code, o.level FROM staff s JOIN org_units o ON s.org_code = o.org_code "
+            "WHERE s.is_deleted = 0 AND o.is_deleted = 0")
+                 if level in ("township", "village") and area[:6] not in legacy}
+    finally:
+        con.close()
+    counts: Counter = Counter()
+    for table, (key, staff_col, day) in WORK_SERVICES.items():
+        for e in city.events(table, key, day):
+            who = e.row.get(staff_col)
+            if who in staff:
+                counts[(table, who, e.day.strftime("%Y-%m"))] += 1
+    return dict(counts), staff

@@ -21,7 +21,7 @@ from ingest.simulator.city import DefectRates
 from lakehouse import delta, pipeline
 from lakehouse.cli import table_rows
 from lakehouse.settings import load_settings
-from oracle import _legacy_exports, independent_indicators
+from oracle import _legacy_exports, independent_indicators, independent_work_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -177,6 +177,56 @@ def test_an_institution_whose_follow_ups_were_fabricated_loses_score_with_the_ad
     assert clean and all(v.adjusted_score == v.score for v in clean if not v.authenticity_flagged)
 
 
+def test_staff_work_points_count_every_service_and_void_fabricated_ones(spark, city):
+    """工分: for every staff member of the regional counties' township centres and village clinics,
+    every month and service item, the records behind the points equal the services counted in
+    plain Python from the sources (oracle.py); points = Σ the catalogue's points of the credited
+    records × the quality coefficient. The doctors whose follow-ups the simulator fabricated earn
+    nothing for those the quality job flags (the records say why) and lose points that month;
+    silver.staff holds no names."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.indicators.catalog import load_catalog
+
+    s, _, _ = city
+    scheme = load_catalog().workpoints
+    expected, staff = independent_work_services(s.source_sqlite_path, s.dropzone_root, s.ground_truth_dir)
+    table_of = {i.id: i.table for i in scheme.items}
+    records = spark.read.format("delta").load(f"{s.lake_root}/silver/staff_workpoint_records")
+    got = {(table_of[r.item_id], r.staff_id, r.period): r.n for r in
+           records.where(F.col("staff_id").isin(sorted(staff)) & ~F.col("reason").contains("时间矛盾"))
+           .groupBy("item_id", "staff_id", "period").agg(F.count("*").alias("n")).collect()}
+    assert got == expected and len({k[0] for k in got}) >= 8, (
+        sorted(set(got.items()) ^ set(expected.items()))[:10])
+
+    months = {(r.staff_id, r.period): r for r in
+              spark.read.format("delta").load(f"{s.lake_root}/silver/staff_workpoints").collect()}
+    points = {i.id: i.points for i in scheme.items}
+    credited = {}
+    for r in records.where("staff_id IS NOT NULL").collect():
+        credited.setdefault((r.staff_id, r.period), []).append(points[r.item_id] if r.credited else 0.0)
+    assert credited.keys() == months.keys()
+    for k, m in months.items():
+        assert math.isclose(m.raw_points, math.fsum(credited[k]), abs_tol=1e-6), (k, m)
+        assert scheme.quality_floor <= m.quality_coefficient <= 1
+        assert math.isclose(m.corrected_points, m.raw_points * m.quality_coefficient, abs_tol=1e-5), (k, m)
+
+    with open(s.ground_truth_dir / "defects.csv", encoding="utf-8") as f:
+        fabricated = {r["record_key"] for r in csv.DictReader(f) if r["defect"] == "implausible_daily_workload"}
+    # the fabricated follow-ups the quality job flags (its recall: tests/integration/test_quality.py)
+    # earn nothing, and say why
+    voided_rows = records.where(F.col("record_id").isin(sorted(fabricated)) & F.col("item_id").endswith("_followup")
+                                & F.col("void_flags").contains("implausible_daily_workload")).collect()
+    assert voided_rows and all(not r.credited and r.credited_points == 0
+                               and r.reason == "不计分：真实性存疑（implausible_daily_workload）" for r in voided_rows)
+    for who, period in {(r.staff_id, r.period) for r in voided_rows}:
+        m = months[(who, period)]
+        assert m.voided_services > 0 and m.raw_points < math.fsum(
+            points[r.item_id] for r in records.where((F.col("staff_id") == who) & (F.col("period") == period))
+            .collect()), m
+    assert "name" not in spark.read.format("delta").load(f"{s.lake_root}/silver/staff").columns
+
+
 def test_every_published_number_equals_the_independent_computation(city):
     s, _, _ = city
     expected = independent_htn_standard_management(s.source_sqlite_path, s.dropzone_root,
@@ -300,5 +350,6 @@ def test_running_the_pipeline_again_changes_nothing(spark, city):
     # no input changed: every indicator is skipped, at the versions of the first run
     indicators = second["compute_indicators"]["indicators"]
     assert "_tables" not in indicators and all(r.get("unchanged") for r in indicators.values()), indicators
+    assert second["compute_indicators"]["workpoints"].get("unchanged"), second["compute_indicators"]["workpoints"]
     assert indicators["htn_standard_mgmt_rate"]["input_versions"] \
         == summary["compute_indicators"]["indicators"]["htn_standard_mgmt_rate"]["input_versions"]

@@ -75,3 +75,25 @@ def test_volumes_are_shown_but_not_scored_and_a_bad_entry_is_refused(tmp_path):
                    encoding="utf-8")
     with pytest.raises(ValueError, match="levels must be among"):
         load_catalog(bad)
+
+
+def test_work_points_name_a_staff_column_and_service_day_of_their_silver_table(tmp_path):
+    from spark_jobs.conform.entities import BY_NAME
+    from spark_jobs.quality import authenticity
+
+    scheme = load_catalog().workpoints
+    assert {"htn_followup", "dm_followup", "elderly_checkup", "archive_created"} <= {i.id for i in scheme.items}
+    for item in scheme.items:
+        entity = BY_NAME[item.table]
+        assert item.date_column == entity.event and item.points > 0 and item.name_zh, item
+    # a void flag is an authenticity flag the quality job raises
+    assert set(scheme.void_flags) <= set(authenticity.__doc__.split("``")[1::2])
+    assert 0 < scheme.quality_floor <= scheme.quality_default <= 1
+    good = load_catalog().version
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"catalog_version: '{good}'\nindicators: []\nworkpoints:\n  void_flags: []\n"
+                   "  quality_coefficient: {period_type: month, floor: 0.6, default: 1.0}\n"
+                   "  items:\n    - {id: x, name_zh: 随访, table: hypertension_followups, staff_column: nurse_id, "
+                   "date_column: followup_date, points: 1}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="has no column 'nurse_id'"):
+        load_catalog(bad)

@@ -36,9 +36,31 @@ class Indicator:
 
 
 @dataclass(frozen=True)
+class WorkItem:
+    """A service item of the staff work points (工分): the records of ``table`` earn ``points``
+    each for the staff member in ``staff_column``, in the month of ``date_column``."""
+    id: str
+    name_zh: str
+    table: str
+    staff_column: str
+    date_column: str
+    points: float
+
+
+@dataclass(frozen=True)
+class Workpoints:
+    items: tuple[WorkItem, ...]
+    void_flags: tuple[str, ...]
+    quality_period_type: str
+    quality_floor: float
+    quality_default: float
+
+
+@dataclass(frozen=True)
 class Catalog:
     version: str
     indicators: dict[str, Indicator]
+    workpoints: Workpoints | None = None
 
     def __getitem__(self, indicator_id: str) -> Indicator:
         try:
@@ -65,7 +87,31 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         if ind.id in out:
             raise ValueError(f"duplicate indicator id {ind.id}")
         out[ind.id] = ind
-    return Catalog(str(doc["catalog_version"]), out)
+    return Catalog(str(doc["catalog_version"]), out, _workpoints(doc.get("workpoints")))
+
+
+def _workpoints(raw: dict | None) -> Workpoints | None:
+    """The work-point scheme of the catalogue; raises ValueError naming the bad entry."""
+    from spark_jobs.conform.entities import BY_NAME
+
+    if raw is None:
+        return None
+    items = tuple(WorkItem(**{**i, "points": float(i["points"])}) for i in raw["items"])
+    seen = set()
+    for item in items:
+        entity = BY_NAME.get(item.table)
+        if entity is None:
+            raise ValueError(f"work item {item.id}: no silver table {item.table!r}")
+        for col in (item.staff_column, item.date_column):
+            if col not in entity.columns:
+                raise ValueError(f"work item {item.id}: {item.table} has no column {col!r}")
+        if item.points <= 0 or item.id in seen:
+            raise ValueError(f"work item {item.id}: points must be positive and ids unique")
+        seen.add(item.id)
+    q = raw["quality_coefficient"]
+    if q["period_type"] not in PERIODS or not 0 <= q["floor"] <= q["default"] <= 1:
+        raise ValueError("workpoints.quality_coefficient: period_type must be a period and 0 ≤ floor ≤ default ≤ 1")
+    return Workpoints(items, tuple(raw["void_flags"]), q["period_type"], float(q["floor"]), float(q["default"]))
 
 
 def score(indicator: Indicator, value: float | None) -> float | None:
