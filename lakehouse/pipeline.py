@@ -255,12 +255,13 @@ def compute_indicators(settings: Settings | None = None, *, full: bool = False,
     (:mod:`spark_jobs.indicators.workpoints`), whose quality coefficient reads the values."""
     from lakehouse import ops
     from spark_jobs.indicators import workpoints
-    from spark_jobs.indicators.engine import compute
+    from spark_jobs.indicators.engine import compute, write_definitions
 
     s = settings or get_settings()
     spark = _spark(s)
     held = ops.held_tables(spark, s.lake_root)
-    return {"indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full, held=held),
+    return {"definitions": write_definitions(spark, s.lake_root),
+            "indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full, held=held),
             "workpoints": workpoints.compute(spark, s.lake_root, held=held)}
 
 

@@ -19,7 +19,7 @@ GOLD_EXPORTS = ("mart_hypertension_management", "mart_ecg_worklist", "mart_ecg_t
                 "mart_imaging_worklist", "mart_imaging_turnaround",
                 "mart_institution_scorecards", "mart_city_overview", "mart_chronic_disease_management",
                 "mart_data_quality", "fct_indicator_values", "dim_org_units", "dim_dates",
-                "mart_staff_workpoints", "dim_staff")
+                "mart_staff_workpoints", "dim_staff", "dim_indicators", "fct_indicator_disaggregations")
 
 
 class ServingExportError(RuntimeError):

@@ -28,6 +28,11 @@ RUNS = register(TableSpec(
     description="Every computation of an indicator: the catalogue and input versions it read and the "
                 "periods it recomputed (NULL: all); the next run compares its inputs with these"))
 
+DEFINITIONS = register(TableSpec(
+    "silver.indicator_definitions", keys=("indicator_id",),
+    description="The indicator catalogue as a table: names, 口径 in Chinese, unit, target, scoring, weight, "
+                "levels, periods, disaggregations and age bands (what dashboards and dbt read)"))
+
 LEVEL_COLUMNS = {"institution": "institution_org_code", "township": "township_org_code", "county": "county_org_code",
                  "city": "city_org_code"}
 PERSON_RULES = {"chronic_management", "age_group_service", "population_coverage", "key_population_contracts",
@@ -379,6 +384,24 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
                                     check_unique=False).as_dict()
     out["_tables"] = stats
     return out
+
+
+def write_definitions(spark, lake_root: str, catalog: Catalog | None = None) -> dict:
+    """The catalogue's indicators as ``silver.indicator_definitions`` (MERGEd: an unchanged
+    catalogue writes nothing; an indicator no longer catalogued is removed). Lists are
+    comma-separated strings (levels, periods, disaggregations, age_bands)."""
+    catalog = catalog or load_catalog()
+    rows = [(i.id, i.name_zh, i.name_en, i.domain, i.unit, i.direction, i.numerator.get("zh"), i.denominator.get("zh"),
+             None if i.target is None else float(i.target), i.scoring, float(i.weight), ",".join(i.levels),
+             ",".join(i.periods), ",".join(i.disaggregations), ",".join(str(b) for b in i.age_bands),
+             i.effective_from, i.effective_to, i.source or None, catalog.version) for i in catalog.indicators.values()]
+    df = spark.createDataFrame(rows, "indicator_id string, name_zh string, name_en string, domain string, unit string, "
+                                     "direction string, numerator_zh string, denominator_zh string, target double, "
+                                     "scoring string, weight double, levels string, periods string, "
+                                     "disaggregations string, age_bands string, effective_from string, "
+                                     "effective_to string, source string, catalog_version string")
+    return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DEFINITIONS, lake_root,
+                        delete_scope="true").as_dict()
 
 
 def explain(spark, lake_root: str, indicator_id: str, org_code: str, period: str, level: str | None = None,

@@ -97,3 +97,23 @@ def test_work_points_name_a_staff_column_and_service_day_of_their_silver_table(t
                    "date_column: followup_date, points: 1}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="has no column 'nurse_id'"):
         load_catalog(bad)
+
+
+def test_disaggregations_are_by_the_persons_of_person_members(tmp_path):
+    """Sex and age band come from a member's person: an indicator whose denominator is census
+    cells (no person) is not disaggregated; age bands ascend; an unknown dimension is refused."""
+    cat = load_catalog()
+    split = {i.id for i in cat.indicators.values() if i.disaggregations}
+    assert {"htn_standard_mgmt_rate", "elderly_health_mgmt_rate", "nip_vaccination_rate", "outpatient_visits"} <= split
+    assert not {i.id for i in cat.indicators.values() if i.rule == "population_coverage"} & split
+    for ind_id in split:
+        bands = cat[ind_id].age_bands
+        assert list(bands) == sorted(set(bands)), ind_id
+    assert cat["elderly_health_mgmt_rate"].age_bands[0] == cat["elderly_health_mgmt_rate"].params["min_age"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("catalog_version: x\nindicators:\n  - {id: a, name_zh: 甲, name_en: A, domain: d, rule: event_count, "
+                   "unit: count, direction: volume, numerator: {zh: 甲}, denominator: {zh: 无}, levels: [city], "
+                   "periods: [year], target: null, scoring: none, weight: 0, effective_from: '2020-01-01', "
+                   "disaggregations: [income]}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="disaggregations must be among"):
+        load_catalog(bad)

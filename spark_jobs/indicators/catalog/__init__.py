@@ -11,6 +11,7 @@ SCORING_RULES = ("at_or_above_target", "at_or_below_target", "yes_no", "none")
 LEVELS = ("institution", "township", "county", "city")
 PERIODS = ("month", "quarter", "year")
 UNITS = ("rate", "count", "yuan", "hours")
+DISAGGREGATIONS = ("sex", "age_band")   # by the members' persons (dbt: fct_indicator_disaggregations)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Indicator:
     effective_to: str | None = None
     params: dict = field(default_factory=dict)
     source: str = ""
+    disaggregations: tuple[str, ...] = ()   # of DISAGGREGATIONS; county is a level
+    age_bands: tuple[int, ...] = ()         # lower bounds of the age bands (age at the period's end)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,15 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
     """Parse and check the catalogue; raises ValueError naming the bad entry."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     out = {}
+    default_bands = tuple(doc.get("default_age_bands") or ())
     for raw in doc["indicators"]:
-        ind = Indicator(**{**raw, "levels": tuple(raw["levels"]), "periods": tuple(raw["periods"])})
+        ind = Indicator(**{**raw, "levels": tuple(raw["levels"]), "periods": tuple(raw["periods"]),
+                           "disaggregations": tuple(raw.get("disaggregations") or ()),
+                           "age_bands": tuple(raw.get("age_bands") or default_bands)})
+        if set(ind.disaggregations) - set(DISAGGREGATIONS):
+            raise ValueError(f"{ind.id}: disaggregations must be among {DISAGGREGATIONS}")
+        if "age_band" in ind.disaggregations and (not ind.age_bands or list(ind.age_bands) != sorted(set(ind.age_bands))):
+            raise ValueError(f"{ind.id}: age_band needs ascending age_bands (or the catalogue's default_age_bands)")
         if ind.scoring not in SCORING_RULES:
             raise ValueError(f"{ind.id}: scoring must be one of {SCORING_RULES}")
         if ind.scoring != "none" and ind.target is None:
