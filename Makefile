@@ -2,6 +2,8 @@
 SHELL := bash
 RESIDENTS ?= 20000
 PYTEST_ARGS ?=
+# two pytest-xdist workers, each with its own local Spark session (tests/conftest.py groups the tests)
+PYTEST_WORKERS ?= 2
 
 .PHONY: help setup demo test test-unit up down bench clean
 
@@ -18,7 +20,7 @@ demo: setup
 	.venv/bin/lakehouse demo --residents $(RESIDENTS)
 
 test: setup
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)

@@ -14,7 +14,8 @@ for suites and validation results kept on disk, so the site accumulates across t
 
 ``ValidationOutcome.results_rows`` holds one row per expectation, without timestamps or GX's
 random ids, keyed by ``result_key`` = sha256(table, table version, expectation): validating the
-same table version twice yields identical rows, so a MERGE into ``ops.dq_results`` is a no-op.
+same table version twice yields identical rows, so a MERGE into ``ops.dq_results`` is a no-op;
+given those stored rows, :func:`validate_many` does not validate that version again.
 """
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ class ValidationOutcome:
     results_rows: list[dict[str, Any]]
     table_version: int | None = None
     data_docs_index: Path | None = field(default=None, compare=False)
+    # rebuilt from results stored by an earlier validation of this version (nothing new to store)
+    from_store: bool = field(default=False, compare=False)
 
 
 def suite_name_for(table_name: str) -> str:
@@ -186,20 +189,31 @@ def validate_many(
     data_docs_dir: Path,
     gx_dir: Path | None = None,
     table_versions: Mapping[str, int | None] | None = None,
+    recorded: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
 ) -> list[ValidationOutcome]:
     """Validate each ``{table_name: df}`` in one GX context, then build Data Docs once.
 
+    ``recorded`` holds result rows already stored (``ops.dq_results``) for the tables at the
+    versions in ``table_versions``: a table version whose every expectation of today's suite has
+    a stored result is not validated again, its outcome is rebuilt from those rows (a rerun, or a
+    day that left the table as it was, costs no Spark job). A changed suite validates again.
     Returns the outcomes in the order of ``tables``.
     """
     data_docs_dir = Path(data_docs_dir)
     table_versions = table_versions or {}
-    context = _context(data_docs_dir, gx_dir)
+    recorded = recorded or {}
+    context = None
     outcomes, resources = [], []
     for table_name, df in tables.items():
-        outcome = _run(
-            spark, context, table_name, df, table_versions.get(table_name), actions=[],
-            data_docs_dir=data_docs_dir, resources=resources,
-        )
+        version = table_versions.get(table_name)
+        outcome = None
+        if version is not None and recorded.get(table_name):
+            outcome = _recorded_outcome(table_name, load_suite(table_name, df.columns), version,
+                                        recorded[table_name], data_docs_dir)
+        if outcome is None:
+            context = context or _context(data_docs_dir, gx_dir)
+            outcome = _run(spark, context, table_name, df, version, actions=[],
+                           data_docs_dir=data_docs_dir, resources=resources)
         outcomes.append(outcome)
     if resources:
         # what UpdateDataDocsAction does per result, done once: the pages of these results
@@ -331,24 +345,55 @@ def _run(
         if not row["success"]:
             # the description is for messages only, not a stored column
             failed.append({**row, "description": expectation_result.expectation_config.description})
+    return _outcome(table_name, suite.name, table_version, rows, failed, data_docs_dir)
+
+
+def _outcome(table_name: str, suite_name: str, table_version: int | None, rows: list[dict[str, Any]],
+             failed: list[dict[str, Any]], data_docs_dir: Path, from_store: bool = False) -> ValidationOutcome:
     critical = [r for r in failed if r["severity"] == CRITICAL]
     return ValidationOutcome(
         table=table_name,
-        suite=suite.name,
+        suite=suite_name,
         success=not critical,
         critical_failures=critical,
         warnings=[r for r in failed if r["severity"] != CRITICAL],
         results_rows=rows,
         table_version=table_version,
         data_docs_index=data_docs_dir / "index.html",
+        from_store=from_store,
     )
+
+
+def _identifying(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in _NON_IDENTIFYING_KWARGS}
+
+
+def _result_key(table_name: str, table_version: int | None, expectation_type: str,
+                kwargs: Mapping[str, Any]) -> str:
+    """sha256 of what identifies a result: the table, its version and the check."""
+    identity = json.dumps([table_name, table_version, expectation_type, kwargs], sort_keys=True, default=str)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def _recorded_outcome(table_name: str, suite: gx.ExpectationSuite, table_version: int,
+                      recorded: Iterable[Mapping[str, Any]], data_docs_dir: Path) -> ValidationOutcome | None:
+    """The outcome of ``suite`` on ``table_version`` rebuilt from stored result rows, or None
+    when an expectation of the suite has no stored result for that version."""
+    by_key = {r["result_key"]: dict(r) for r in recorded}
+    keys = [_result_key(table_name, table_version, e.configuration.type, _identifying(e.configuration.kwargs))
+            for e in suite.expectations]
+    if not keys or any(k not in by_key for k in keys):
+        return None
+    rows = [by_key[k] for k in keys]
+    return _outcome(table_name, suite.name, table_version, rows, [r for r in rows if not r["success"]],
+                    data_docs_dir, from_store=True)
 
 
 def _result_row(
     table_name: str, suite_name: str, table_version: int | None, result
 ) -> dict[str, Any]:
     config = result.expectation_config
-    kwargs = {k: v for k, v in config.kwargs.items() if k not in _NON_IDENTIFYING_KWARGS}
+    kwargs = _identifying(config.kwargs)
     meta = config.meta or {}
     severity = getattr(config, "severity", None)
     severity = getattr(severity, "value", severity) or meta.get("severity") or CRITICAL
@@ -363,11 +408,8 @@ def _result_row(
     unexpected_count = details.get("unexpected_count")
     if unexpected_count is None and config.type == "unexpected_rows_expectation":
         unexpected_count = observed if isinstance(observed, int) else None
-    identity = json.dumps(
-        [table_name, table_version, config.type, kwargs], sort_keys=True, default=str
-    )
     return {
-        "result_key": hashlib.sha256(identity.encode("utf-8")).hexdigest(),
+        "result_key": _result_key(table_name, table_version, config.type, kwargs),
         "table_name": table_name,
         "suite_name": suite_name,
         "table_version": table_version,

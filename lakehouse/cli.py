@@ -208,9 +208,9 @@ def indicators_explain(indicator: str = typer.Argument(..., help="indicator id, 
 
 
 @app.command()
-def gold() -> None:
-    """dbt build: the gold marts."""
-    _print(pipeline.build_gold())
+def gold(force: bool = typer.Option(False, "--force", help="build even if nothing changed since the last build")) -> None:
+    """dbt build: the gold marts (skipped when silver, gold and the dbt project are unchanged)."""
+    _print(pipeline.build_gold(force=force))
 
 
 @app.command()

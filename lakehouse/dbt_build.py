@@ -5,14 +5,18 @@ them whichever catalogue (embedded Hive metastore or in-memory) the session uses
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lakehouse.settings import REPO_ROOT, Settings
-from lakehouse.tables import register_all
+from lakehouse.tables import lake_tables, register_all
 
 DBT_DIR = REPO_ROOT / "dbt"
+# the key of the gold build's state in ops.build_states
+GOLD_STATE = "gold"
 
 
 class DbtError(RuntimeError):
@@ -66,3 +70,26 @@ def run_dbt(spark, settings: Settings, command: str = "build", extra_args: list[
         detail = "; ".join(f"{r['node']}: {r['status']} {r['message']}" for r in out.failures) or str(res.exception)
         raise DbtError(f"dbt {command} failed: {detail}")
     return out
+
+
+def project_digest() -> str:
+    """sha256 of the dbt project: every file under dbt/ (models, tests, macros, configuration)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in DBT_DIR.rglob("*") if p.is_file()):
+        relative = path.relative_to(DBT_DIR).as_posix()
+        if relative.split("/", 1)[0] in ("target", "logs", "dbt_packages") or "__pycache__" in relative:
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def gold_state(spark, settings: Settings) -> str:
+    """The Delta version of every silver and gold table, the dbt project's digest and the target
+    as one string: equal to the state recorded after the last successful build means that a
+    ``dbt build`` would leave gold as it is (no model reads the clock)."""
+    from lakehouse.delta import table_version
+
+    versions = {name: table_version(spark, location) for layer in ("silver", "gold")
+                for name, location in lake_tables(spark, settings.lake_root, layer).items()}
+    return json.dumps({"tables": versions, "project": project_digest(), "target": settings.env.lower()},
+                      sort_keys=True)

@@ -38,12 +38,22 @@ def table_exists(spark, path: str) -> bool:
 
 
 def table_version(spark, path: str) -> int | None:
-    """Current Delta version of the table at ``path`` (None if there is none)."""
+    """Current Delta version of the table at ``path`` (None if there is none).
+
+    Read from the table's log brought up to date (``DeltaLog.update``), in the driver: the public
+    ``DeltaTable.history(1)`` runs a Spark job per call, about half a second, and the pipeline
+    asks for the versions of dozens of tables at every step. Falls back to it should the
+    internal API change."""
     from delta.tables import DeltaTable
+    from py4j.protocol import Py4JError
 
     if not table_exists(spark, path):
         return None
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+    try:
+        log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+        return int(log.update(False, getattr(log, "update$default$2")(), getattr(log, "update$default$3")()).version())
+    except Py4JError:
+        return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
 
 
 def read(spark, spec: TableSpec, lake_root: str, version: int | None = None):

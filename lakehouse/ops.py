@@ -91,6 +91,27 @@ def set_build_states(spark, lake_root: str, states: dict[str, str]) -> None:
     delta.upsert(spark, delta.with_row_hash(df, exclude=()), BUILD_STATES, lake_root)
 
 
+def build_state(spark, paths: list[str], logic: str) -> str:
+    """The Delta version of the table at each of ``paths`` (inputs and outputs alike; None for
+    a missing one) and ``logic`` (what builds the outputs: a :func:`code_digest`, a parameter) as
+    one string. A derived table whose state equals the one recorded after its last build
+    (:func:`get_build_states`) would be rebuilt exactly as it is: the build can be skipped."""
+    import json
+
+    return json.dumps({"tables": {p: delta.table_version(spark, p) for p in sorted(set(paths))}, "logic": logic},
+                      sort_keys=True)
+
+
+def code_digest(*modules) -> str:
+    """sha256 (16 hex digits) of the source files of ``modules``: a change of code is a new state."""
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteStats | None:
     """Store Great Expectations result rows (one per expectation and table version)."""
     if not rows:
@@ -98,6 +119,23 @@ def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteSta
     df = spark.createDataFrame([{c: r.get(c) for c in DQ_RESULTS.columns} for r in rows], DQ_RESULTS.schema)
     df = df.dropDuplicates(["result_key"])
     return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DQ_RESULTS, lake_root)
+
+
+def dq_results_at(spark, lake_root: str, versions: dict[str, int]) -> dict[str, list[dict]]:
+    """The stored result rows of each table at the version given: ``{table: [row, ...]}``."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    path = DQ_RESULTS.path(lake_root)
+    if not versions or not delta.table_exists(spark, path):
+        return {}
+    at = reduce(lambda a, b: a | b, [(F.col("table_name") == t) & (F.col("table_version") == v)
+                                     for t, v in versions.items()])
+    out: dict[str, list[dict]] = {}
+    for row in spark.read.format("delta").load(path).where(at).collect():
+        out.setdefault(row.table_name, []).append(row.asDict())
+    return out
 
 
 def held_tables(spark, lake_root: str) -> dict[str, list[str]]:

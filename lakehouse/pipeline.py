@@ -103,6 +103,7 @@ def _validate_layer(s: Settings, layer: str, only: list[str] | None = None) -> d
 
     from expectations.runner import describe, suite_tables, validate_many
     from lakehouse import delta, ops
+    from lakehouse.spark import many_small_queries
     from lakehouse.tables import TableSpec
 
     spark = _spark(s)
@@ -116,15 +117,20 @@ def _validate_layer(s: Settings, layer: str, only: list[str] | None = None) -> d
             continue
         frames[spec.name] = delta.read(spark, spec, s.lake_root, version=version)
         versions[spec.name] = version
-    outcomes = validate_many(spark, frames, s.data_docs_dir, s.gx_dir, versions)
-    ops.record_dq_results(spark, s.lake_root, [row for o in outcomes for row in o.results_rows])
+    # a table version validated before (a rerun, a source that sent nothing today) is not
+    # validated again: its stored results stand
+    recorded = ops.dq_results_at(spark, s.lake_root, versions)
+    with many_small_queries(spark):
+        outcomes = validate_many(spark, frames, s.data_docs_dir, s.gx_dir, versions, recorded)
+    ops.record_dq_results(spark, s.lake_root, [row for o in outcomes if not o.from_store for row in o.results_rows])
     held = {o.table: [describe(r) for r in o.critical_failures] for o in outcomes if o.critical_failures}
     for table, failures in held.items():
         logging.getLogger(__name__).error("held %s (downstream steps keep its last good state): %s",
                                           table, "; ".join(failures))
     return {
         "data_docs": str(s.data_docs_dir / "index.html"),
-        "tables": {o.table: {"success": o.success, "warnings": len(o.warnings)} for o in outcomes},
+        "tables": {o.table: {"success": o.success, "warnings": len(o.warnings), "validated": not o.from_store}
+                   for o in outcomes},
         "held": held,
     }
 
@@ -265,12 +271,19 @@ def compute_indicators(settings: Settings | None = None, *, full: bool = False,
             "workpoints": workpoints.compute(spark, s.lake_root, held=held)}
 
 
-def build_gold(settings: Settings | None = None) -> dict:
-    """Run ``dbt build`` (dbt-spark, session method) into the gold marts."""
-    from lakehouse.dbt_build import run_dbt
+def build_gold(settings: Settings | None = None, *, force: bool = False) -> dict:
+    """Run ``dbt build`` (dbt-spark, session method) into the gold marts. Skipped when no silver
+    or gold table and no file of the dbt project changed since the last successful build (a
+    rerun, a day with nothing new), unless ``force``."""
+    from lakehouse import ops
+    from lakehouse.dbt_build import GOLD_STATE, gold_state, run_dbt
 
     s = settings or get_settings()
-    result = run_dbt(_spark(s), s, "build")
+    spark = _spark(s)
+    if not force and ops.get_build_states(spark, s.lake_root).get(GOLD_STATE) == gold_state(spark, s):
+        return {"unchanged": True}
+    result = run_dbt(spark, s, "build")
+    ops.set_build_states(spark, s.lake_root, {GOLD_STATE: gold_state(spark, s)})
     return {"nodes": len(result.results),
             "passed": sum(r["status"] in ("success", "pass") for r in result.results)}
 

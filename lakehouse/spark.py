@@ -6,6 +6,7 @@ Jobs receive ``spark`` as an argument; only drivers (the CLI, DAG tasks, test fi
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from lakehouse.settings import REPO_ROOT, Settings, get_settings
@@ -87,3 +88,22 @@ def get_spark(settings: Settings | None = None, app_name: str = "jiceng"):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextmanager
+def many_small_queries(spark):
+    """For a stretch of many small aggregate queries (Great Expectations runs dozens per table) on
+    a local master: one shuffle partition and no adaptive re-planning, each query's fixed cost
+    being most of its time. On a cluster, and after the block, the session's settings stand."""
+    tuned = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
+    if not spark.sparkContext.master.startswith("local"):
+        yield spark
+        return
+    before = {key: spark.conf.get(key) for key in tuned}
+    for key, value in tuned.items():
+        spark.conf.set(key, value)
+    try:
+        yield spark
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)

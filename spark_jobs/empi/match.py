@@ -23,13 +23,16 @@ holds no identifiers.
 """
 from __future__ import annotations
 
+import hashlib
+import sys
 from dataclasses import dataclass
 
-from lakehouse import delta
+from lakehouse import delta, ops
 from lakehouse.frames import live
 from lakehouse.pseudonym import spark_person_id
 from lakehouse.tables import TableSpec, register
-from spark_jobs.empi.records import identity_records, pinyin_column
+from spark_jobs.empi import records as records_module
+from spark_jobs.empi.records import bronze_tables, identity_records, pinyin_column
 
 AUTO_LINK = 10.0
 REVIEW = 6.0
@@ -250,11 +253,38 @@ def _first_non_null(col: str, order):
     return F.first(F.col(col), ignorenulls=True).over(w)
 
 
-def run_empi(spark, lake_root: str, pseudonym_key: bytes) -> EmpiResult | None:
+STATE_KEY = "empi"
+DEATHS = "bronze/regional__death_registrations"
+
+
+def _state(spark, lake_root: str, pseudonym_key: bytes) -> str:
+    """Versions of the identity tables, the death registrations and the four outputs, the code of
+    the EMPI and a fingerprint of the pseudonym key (a new key is new person_ids)."""
+    paths = [path for _, _, path in bronze_tables(lake_root)] + [f"{lake_root}/{DEATHS}"]
+    paths += [spec.path(lake_root) for spec in (PERSON_XREF, EMPI_REVIEW, PERSONS, PERSON_IDENTITY)]
+    key = hashlib.sha256(b"jiceng empi state|" + pseudonym_key).hexdigest()[:16]
+    return ops.build_state(spark, paths, f"{ops.code_digest(sys.modules[__name__], records_module)}|{key}")
+
+
+def _stored_result(spark, lake_root: str) -> EmpiResult:
+    """The counts of the EMPI tables as they are (a skipped run reports what the last one did)."""
+    xref = delta.read(spark, PERSON_XREF, lake_root)
+    by_rule = {r.match_rule: r["count"] for r in xref.groupBy("match_rule").count().collect()}
+    return EmpiResult(records=sum(by_rule.values()), persons=delta.read(spark, PERSONS, lake_root).count(),
+                      by_rule=by_rule, review_pairs=delta.read(spark, EMPI_REVIEW, lake_root).count(), tables={})
+
+
+def run_empi(spark, lake_root: str, pseudonym_key: bytes, force: bool = False) -> EmpiResult | None:
     """Link every identity record in bronze and write the four EMPI tables; None when bronze holds
-    no identity source yet."""
+    no identity source yet. Skipped (the tables as they are, their counts reported) when the
+    identity tables, the outputs and the code are as after the last run, unless ``force``."""
     from pyspark.sql import functions as F
 
+    if not bronze_tables(lake_root):
+        return None
+    state = _state(spark, lake_root, pseudonym_key)
+    if not force and ops.get_build_states(spark, lake_root).get(STATE_KEY) == state:
+        return _stored_result(spark, lake_root)
     records = identity_records(spark, lake_root)
     if records is None:
         return None
@@ -302,6 +332,7 @@ def run_empi(spark, lake_root: str, pseudonym_key: bytes) -> EmpiResult | None:
                         review_pairs=review.count(), tables=stats)
     xref.unpersist()
     records.unpersist()
+    ops.set_build_states(spark, lake_root, {STATE_KEY: _state(spark, lake_root, pseudonym_key)})
     return result
 
 

@@ -25,10 +25,11 @@ measures every flag against the simulator's ground truth.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse import delta
+from lakehouse import delta, ops
 from lakehouse.frames import deleted_column, live, union_all
 from lakehouse.tables import TableSpec, register
 from spark_jobs.conform.entities import BY_NAME, ENTITIES, bronze_sources
@@ -186,16 +187,39 @@ def corrected(df):
 
 # ---- the job ---------------------------------------------------------------------------------------
 
-def compute_flags(spark, lake_root: str, held: frozenset[str] | set[str] = frozenset()) -> FlagResult | None:
+STATE_KEY = RECORD_FLAGS.name
+
+
+def _state(spark, lake_root: str) -> str:
+    """Versions of every table the checks read (the silver entities, persons and links, the
+    bronze tables of tombstones and of residents) and of the flags, and the code of the checks."""
+    paths = [f"{lake_root}/silver/{e.name}" for e in ENTITIES]
+    paths += [p for e in ENTITIES for _, p in bronze_sources(lake_root, e)]
+    paths += [str(d) for d in sorted((Path(lake_root) / "bronze").glob("*__residents"))]
+    paths += [PERSONS.path(lake_root), PERSON_XREF.path(lake_root), RECORD_FLAGS.path(lake_root)]
+    return ops.build_state(spark, paths, ops.code_digest(sys.modules[__name__]))
+
+
+def _counts(spark, lake_root: str) -> dict[str, int]:
+    return {r.flag: r["count"] for r in delta.read(spark, RECORD_FLAGS, lake_root).groupBy("flag").count().collect()}
+
+
+def compute_flags(spark, lake_root: str, held: frozenset[str] | set[str] = frozenset(),
+                  force: bool = False) -> FlagResult | None:
     """Run every check and write ``silver.record_flags`` (rebuilt, MERGEd: a rerun changes nothing).
 
-    A silver table in ``held`` (a failed critical expectation) is not read: the flags of its
-    records stay as they were, and so do the dormant-archive flags when the archives or a service
-    table are held (a missing service table would make every archive look dormant).
+    Skipped, the flags counted as they are, when every table the checks read and the flags
+    themselves are as after the last run and nothing is held (unless ``force``). A silver table in
+    ``held`` (a failed critical expectation) is not read: the flags of its records stay as they
+    were, and so do the dormant-archive flags when the archives or a service table are held (a
+    missing service table would make every archive look dormant).
     """
     from pyspark.sql import functions as F
 
     held = frozenset(held)
+    state = None if held else _state(spark, lake_root)
+    if state and not force and ops.get_build_states(spark, lake_root).get(STATE_KEY) == state:
+        return FlagResult(_counts(spark, lake_root), {})
     kept = sorted({BY_NAME[t.split(".", 1)[1]].bronze for t in held if t.split(".", 1)[1] in BY_NAME})
     dormant_held = bool({f"silver.{n}" for n in ("health_archives", *SERVICE_ENTITIES)} & held)
     frames = []
@@ -243,10 +267,11 @@ def compute_flags(spark, lake_root: str, held: frozenset[str] | set[str] = froze
     scope = f"NOT ({' OR '.join(keep)})" if keep else "true"
     stats = delta.upsert(spark, delta.with_row_hash(flags, exclude=()), RECORD_FLAGS, lake_root,
                          delete_scope=scope).as_dict()
-    counts = {r.flag: r["count"] for r in delta.read(spark, RECORD_FLAGS, lake_root).groupBy("flag").count().collect()}
     if followups is not None:
         followups.unpersist()
-    return FlagResult(counts, stats)
+    if state:   # after the flags are written: a crash in between means checking again next time
+        ops.set_build_states(spark, lake_root, {STATE_KEY: _state(spark, lake_root)})
+    return FlagResult(_counts(spark, lake_root), stats)
 
 
 def _identity_flags(spark, lake_root: str) -> list:

@@ -19,7 +19,9 @@ lower quality score, and every number can be followed down to the flagged record
 """
 from __future__ import annotations
 
-from lakehouse import delta
+import sys
+
+from lakehouse import delta, ops
 from lakehouse.frames import union_all
 from lakehouse.tables import TableSpec, register
 from spark_jobs.conform.entities import ENTITIES, Entity
@@ -55,14 +57,28 @@ def _records(spark, lake_root: str, entity: Entity):
                      F.lit(entity.timely).alias("timely_applies"))
 
 
-def compute_scorecard(spark, lake_root: str) -> dict | None:
+STATE_KEY = DQ_SCORECARD.name
+
+
+def _state(spark, lake_root: str) -> str:
+    paths = [f"{lake_root}/silver/{e.name}" for e in ENTITIES]
+    paths += [RECORD_FLAGS.path(lake_root), f"{lake_root}/silver/org_units", DQ_SCORECARD.path(lake_root)]
+    return ops.build_state(spark, paths, ops.code_digest(sys.modules[__name__]))
+
+
+def compute_scorecard(spark, lake_root: str, force: bool = False) -> dict | None:
     """Build ``silver.dq_scorecard`` from silver and its record flags (MERGEd: a rerun changes
-    nothing); returns the write stats, or None before silver exists."""
+    nothing); returns the write stats, ``{"unchanged": True}`` when the silver entities, the
+    flags, the institutions and the scorecard are as after the last build (unless ``force``), or
+    None before silver exists."""
     from pyspark.sql import functions as F
 
     records = union_all([r for r in (_records(spark, lake_root, e) for e in ENTITIES) if r is not None])
     if records is None:
         return None
+    state = _state(spark, lake_root)
+    if not force and ops.get_build_states(spark, lake_root).get(STATE_KEY) == state:
+        return {"unchanged": True}
     if delta.table_exists(spark, RECORD_FLAGS.path(lake_root)):
         flags = delta.read(spark, RECORD_FLAGS, lake_root).groupBy("source", "entity", "record_id").agg(
             F.max(F.col("flag").isin(*TIMELINESS_FLAGS)).alias("late"),
@@ -101,6 +117,7 @@ def compute_scorecard(spark, lake_root: str) -> dict | None:
         card = card.join(orgs, "org_code", "left")
     stats = delta.upsert(spark, delta.with_row_hash(card, exclude=()), DQ_SCORECARD, lake_root,
                          delete_scope="true")
+    ops.set_build_states(spark, lake_root, {STATE_KEY: _state(spark, lake_root)})
     return stats.as_dict()
 
 

@@ -347,7 +347,15 @@ def test_running_the_pipeline_again_changes_nothing(spark, city):
     assert _lake_snapshot(spark, s) == lake
     assert _serving_snapshot(s) == serving
     assert _report_cells(second["build_reports"]["path"]) == report
-    # no input changed: every indicator is skipped, at the versions of the first run
+    # no input changed: no table version is validated again, and the EMPI, the flags, the
+    # scorecard and gold are skipped, reporting what they hold
+    assert not [t for step in ("validate_bronze", "validate_silver") for t, r in second[step]["tables"].items()
+                if r["validated"]]
+    assert second["conform"]["empi"] == summary["conform"]["empi"]
+    assert second["flag_records"]["flags"] == summary["flag_records"]["flags"]
+    assert second["score_quality"]["scorecard"] == {"unchanged": True}
+    assert second["build_gold"] == {"unchanged": True}
+    # every indicator is skipped, at the versions of the first run
     indicators = second["compute_indicators"]["indicators"]
     assert "_tables" not in indicators and all(r.get("unchanged") for r in indicators.values()), indicators
     assert second["compute_indicators"]["workpoints"].get("unchanged"), second["compute_indicators"]["workpoints"]

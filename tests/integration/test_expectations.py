@@ -111,16 +111,13 @@ CLEAN_TABLES = {
 
 @pytest.fixture(scope="module")
 def spark(spark):
-    """The shared session of tests/conftest.py (CI, local[2], temporary JL_HOME), tuned for a few
-    rows: GX runs dozens of small queries, each faster on one partition without adaptive
-    re-planning (about 40 % off this file's time). Restored for the other test modules."""
-    tuned = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
-    before = {key: spark.conf.get(key) for key in tuned}
-    for key, value in tuned.items():
-        spark.conf.set(key, value)
-    yield spark
-    for key, value in before.items():
-        spark.conf.set(key, value)
+    """The shared session of tests/conftest.py (CI, local[2], temporary JL_HOME), tuned as the
+    pipeline's validation steps tune it (:func:`lakehouse.spark.many_small_queries`: about 40 %
+    off this file's time). Restored for the other test modules."""
+    from lakehouse.spark import many_small_queries
+
+    with many_small_queries(spark):
+        yield spark
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +205,38 @@ def test_revalidating_the_same_table_version_gives_identical_rows(spark, clean_r
     assert again.results_rows == outcomes[RESIDENTS].results_rows
     # a single validation writes Data Docs through the checkpoint's UpdateDataDocsAction
     assert "bronze__regional__residents" in (tmp_path / "docs" / "index.html").read_text("utf-8")
+
+
+@pytest.mark.spark
+def test_a_table_version_validated_before_is_not_validated_again(spark, clean_run, tmp_path):
+    """A rerun (or a day a source sent nothing) finds the table at a version whose results are
+    stored: those results stand, a held table stays held, and no expectation runs on the data.
+    A suite with an expectation that has no stored result validates the version again."""
+    _, tables, outcomes = clean_run
+    bad = validate(spark, RESIDENTS, bronze_df(spark, RESIDENTS, [*CLEAN_RESIDENTS, (None, *resident(9)[1:])]),
+                   tmp_path / "docs", table_version=8)
+    assert not bad.success
+    # given the stored rows, the clean tables' data is never looked at: broken frames pass as before
+    broken = bronze_df(spark, RESIDENTS, [(None, *resident(9)[1:])])
+    recorded = {RESIDENTS: outcomes[RESIDENTS].results_rows, FOLLOWUPS: bad.results_rows}
+    again = validate_many(spark, {RESIDENTS: broken, FOLLOWUPS: tables[FOLLOWUPS]}, tmp_path / "docs",
+                          table_versions={RESIDENTS: 7, FOLLOWUPS: 8}, recorded=recorded)
+    by_table = {o.table: o for o in again}
+    by_key = lambda o: sorted(o.results_rows, key=lambda r: r["result_key"])  # noqa: E731
+    assert by_table[RESIDENTS].from_store and by_table[RESIDENTS].success
+    assert by_key(by_table[RESIDENTS]) == by_key(outcomes[RESIDENTS])
+    # FOLLOWUPS at version 8 has no stored results of its own suite (those rows are another
+    # table's): validated, and clean
+    assert not by_table[FOLLOWUPS].from_store and by_table[FOLLOWUPS].success
+    # the held version stays held, with the same failures
+    held = validate_many(spark, {RESIDENTS: tables[RESIDENTS]}, tmp_path / "docs",
+                         table_versions={RESIDENTS: 8}, recorded={RESIDENTS: bad.results_rows})
+    failures = lambda o: [(r["expectation_type"], r["column"], r["unexpected_count"]) for r in o.critical_failures]  # noqa: E731
+    assert held[0].from_store and failures(held[0]) == failures(bad) != []
+    # one stored result missing (an expectation added to the suite since): validated again
+    partial = validate_many(spark, {RESIDENTS: tables[RESIDENTS]}, tmp_path / "docs",
+                            table_versions={RESIDENTS: 8}, recorded={RESIDENTS: bad.results_rows[1:]})
+    assert not partial[0].from_store and partial[0].success
 
 
 @pytest.mark.spark

@@ -81,10 +81,15 @@ def test_flags_explain_themselves_without_identifiers(spark, flagged):
 
 
 def test_a_rerun_changes_nothing(spark, flagged):
-    s, _ = flagged
+    """Silver as it was: the checks are skipped and the flags counted as they are; checked again
+    from scratch, they find the same flags."""
+    s, first = flagged
     before = delta.table_version(spark, RECORD_FLAGS.path(s.lake_root))
-    again = compute_flags(spark, s.lake_root)
+    skipped = compute_flags(spark, s.lake_root)
+    assert skipped.table == {} and skipped.flags == first.flags
+    again = compute_flags(spark, s.lake_root, force=True)
     assert not (again.table["inserted"] or again.table["updated"] or again.table["deleted"])
+    assert again.flags == first.flags
     assert delta.table_version(spark, RECORD_FLAGS.path(s.lake_root)) == before
 
 
@@ -143,6 +148,17 @@ def test_the_scorecard_counts_every_record_once_and_reflects_its_flags(spark, sc
         assert all(0 <= x <= 1 for x in rates if x is not None) and 0 <= row.score <= 100
     assert any(r.authenticity < 1 for r in card) and any(r.timeliness < 1 for r in card if r.timeliness is not None)
     assert all(r.org_name for r in card), "every institution is named for the evaluators"
+
+
+def test_the_scorecard_is_built_again_only_when_its_inputs_change(spark, scorecard):
+    from spark_jobs.quality.scorecard import DQ_SCORECARD, compute_scorecard
+
+    s, card = scorecard
+    before = delta.table_version(spark, DQ_SCORECARD.path(s.lake_root))
+    assert compute_scorecard(spark, s.lake_root) == {"unchanged": True}
+    forced = compute_scorecard(spark, s.lake_root, force=True)
+    assert forced["unchanged"] == len(card) and not (forced["inserted"] or forced["updated"] or forced["deleted"])
+    assert delta.table_version(spark, DQ_SCORECARD.path(s.lake_root)) == before
 
 
 def test_quality_report_prints_reconciliation_scorecard_and_data_docs(spark, scorecard, monkeypatch):

@@ -2,8 +2,6 @@
 -- the age band of its members' persons (age at the end of the period; the bands' lower bounds
 -- are the catalogue's age_bands). A member without a known person, sex or birth date is in the
 -- category 未知, so the categories of a dimension add up to the published value.
-{%- set levels = {'institution': 'org_code', 'township': 'township_org_code',
-                  'county': 'county_org_code', 'city': 'city_org_code'} %}
 with members as (
     select * from {{ ref('stg_silver__indicator_members') }}
 ),
@@ -59,41 +57,44 @@ categorised as (
     from described
 ),
 
+-- one row per member and dimension the indicator is split by
 by_dimension as (
-    select
-        *,
-        'sex' as dimension,
-        case sex when '1' then '男' when '2' then '女' else '未知' end as category,
-        case sex when '1' then 1 when '2' then 2 else 9 end as category_order
-    from categorised
-    where array_contains(dimensions, 'sex')
-    union all
-    select
-        *,
-        'age_band' as dimension,
-        case when band_lower is null then '未知'
-             when band_next is null then concat(band_lower, '岁及以上')
-             when band_next = band_lower + 1 then concat(band_lower, '岁')
-             else concat(band_lower, '～', band_next - 1, '岁')
-        end as category,
-        coalesce(band_lower, 999) as category_order
-    from categorised
-    where array_contains(dimensions, 'age_band')
+    select c.*, x.dimension, x.category, x.category_order
+    from categorised as c
+    lateral view inline(array(
+        named_struct(
+            'dimension', 'sex',
+            'category', case c.sex when '1' then '男' when '2' then '女' else '未知' end,
+            'category_order', case c.sex when '1' then 1 when '2' then 2 else 9 end
+        ),
+        named_struct(
+            'dimension', 'age_band',
+            'category', case when c.band_lower is null then '未知'
+                             when c.band_next is null then concat(c.band_lower, '岁及以上')
+                             when c.band_next = c.band_lower + 1 then concat(c.band_lower, '岁')
+                             else concat(c.band_lower, '～', c.band_next - 1, '岁')
+                        end,
+            'category_order', coalesce(c.band_lower, 999)
+        )
+    )) x
+    where array_contains(c.dimensions, x.dimension)
 ),
 
 -- a village clinic rolls up to its township centre, a township centre to its county, a county to
--- the city, at the levels the indicator is computed for (as the engine's values)
+-- the city, at the levels the indicator is computed for (as the engine's values): one pass, each
+-- member row once per level
 rolled_up as (
-    {%- for level, column in levels.items() %}
-    select b.*, '{{ level }}' as org_level, o.{{ column }} as unit_code
+    select b.*, u.org_level, u.unit_code
     from by_dimension as b
     inner join org_units as o
         on b.member_org_code = o.org_code
-    where array_contains(split(b.levels, ','), '{{ level }}') and o.{{ column }} is not null
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    lateral view inline(array(
+        named_struct('org_level', 'institution', 'unit_code', o.org_code),
+        named_struct('org_level', 'township', 'unit_code', o.township_org_code),
+        named_struct('org_level', 'county', 'unit_code', o.county_org_code),
+        named_struct('org_level', 'city', 'unit_code', o.city_org_code)
+    )) u
+    where array_contains(split(b.levels, ','), u.org_level) and u.unit_code is not null
 ),
 
 summed as (
