@@ -20,7 +20,7 @@ demo: setup
 	.venv/bin/lakehouse demo --residents $(RESIDENTS)
 
 test: setup
-	.venv/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	.venv/bin/pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: setup
 	.venv/bin/pytest tests/unit $(PYTEST_ARGS)

@@ -28,29 +28,36 @@ for _var in ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-# Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), a group runs whole on one
-# worker: each module is a group, so its module-scoped city is built once, and the modules that
-# share the session's conformed city (tests/integration/conftest.py) are one group. The groups go
-# out longest first (the order below, then the rest as collected), so that the two workers end
+# Under pytest-xdist (`make test` runs two workers), a group of tests runs whole on one worker:
+# each module is a group, so its module-scoped city is built once, and the modules that share the
+# session's conformed city (tests/integration/conftest.py) are one group. The groups go out
+# longest first (the order below, then the rest as collected), so that the two workers end
 # together rather than one waiting on the end-to-end city after the other has finished.
 SHARED_CITY_MODULES = ("test_empi.py", "test_quality.py", "test_silver.py")
 LONGEST_FIRST = ("tests/e2e/test_thin_slice.py", "conformed_city", "tests/integration/test_sources.py",
                  "tests/integration/test_dags.py", "tests/integration/test_ingest.py")
 
 
-def _group(item) -> str:
-    return "conformed_city" if item.path.name in SHARED_CITY_MODULES else item.nodeid.split("::", 1)[0]
+def _group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "conformed_city" if module.rsplit("/", 1)[-1] in SHARED_CITY_MODULES else module
 
 
-@pytest.hookimpl(tryfirst=True)    # before xdist's own hook, which reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduler, with :func:`_group` as the scope."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ModuleGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    if getattr(config.option, "numprocesses", None):
+    if hasattr(config, "workerinput"):   # an xdist worker: the scheduler hands out groups in this order
         rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(_group(item), len(rank)))   # stable: collection order within
+        items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))   # stable within a group
 
 
 @pytest.fixture(scope="session")
