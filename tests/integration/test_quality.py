@@ -172,7 +172,10 @@ def test_quality_report_prints_reconciliation_scorecard_and_data_docs(spark, sco
     pipeline.validate_bronze(s, tables=["bronze.regional__org_units"])      # builds the Data Docs site
     monkeypatch.setenv("JL_HOME", str(s.home))
     monkeypatch.setenv("LAKE_ROOT", s.lake_root)
-    monkeypatch.setenv("COLUMNS", "250")                  # rich tables: no wrapped lines
+    # rich tables: no wrapped lines. The console reads COLUMNS when lakehouse.cli is imported,
+    # which may be before this test (an xdist worker imports every module it collects)
+    from lakehouse import cli
+    monkeypatch.setattr(cli.console, "width", 250)
     get_settings.cache_clear()
     try:
         out = CliRunner().invoke(app, ["quality", "report", "--worst", "3"])
