@@ -9,7 +9,9 @@ last through the pipeline (ingest, conform with the EMPI, record flags, quality 
 (c) loads the last day (new rows, corrections, deletions) through the same steps and computes
     incrementally: only the indicators whose inputs changed, only the periods their changed
     rows fall in (see docs/indicators.md);
-(d) for comparison, a full recomputation at the same versions.
+(d) for comparison, a full recomputation at the same versions;
+(e) the backfill run of December (``jiceng_indicators`` with that month's data interval): every
+    indicator's 2025-12, 2025-Q4 and 2025 recomputed from unchanged data, writing nothing.
 
 It prints the time of each run, the rows written, and which periods the incremental run
 recomputed per indicator.
@@ -69,7 +71,7 @@ def main() -> None:
     from lakehouse import delta, pipeline
     from lakehouse.settings import get_settings
     from lakehouse.spark import get_spark
-    from spark_jobs.indicators.engine import MEMBERS, VALUES, compute
+    from spark_jobs.indicators.engine import MEMBERS, VALUES, compute, interval_periods, period_interval
 
     s = get_settings()
     try:
@@ -94,6 +96,8 @@ def main() -> None:
         again = _timed("(d) full recomputation, same versions", lambda: compute(spark, s.lake_root, full=True))
         print(f"incremental day = {inc['seconds'] / again['seconds']:.0%} of a full computation "
               f"({full['seconds']:.0f} s before the day)")
+        december = interval_periods(*period_interval("2025-12"))
+        _timed("(e) backfill of 2025-12, nothing new", lambda: compute(spark, s.lake_root, recompute=december))
     finally:
         if args.keep:
             print(f"kept {home}")

@@ -1,11 +1,9 @@
 """
-### Jiceng thin slice: bronze → silver → indicators → gold → serving → reports, dashboards
+### Jiceng thin slice: bronze → silver, validated, flagged and scored
 
-Everything after ingestion, one task per step of `lakehouse.pipeline` (but `process_ecg` and
-`process_imaging`, which have their DAGs, `jiceng_ecg.py` and `jiceng_imaging.py`). It runs when an
-ingestion DAG (`jiceng_ingest_<kind>`, see `jiceng_ingest.py`) has updated the bronze tables of the
-regional database, a legacy county system or the hospital's FHIR export, or when `jiceng_ecg` or
-`jiceng_imaging` has processed new recordings or images:
+Everything between ingestion and the indicators, one task per step of `lakehouse.pipeline`. It
+runs when an ingestion DAG (`jiceng_ingest_<kind>`, see `jiceng_ingest.py`) has updated the bronze
+tables of the regional database, a legacy county system or the hospital's FHIR export:
 
 | task | does | writes (Asset) |
 |---|---|---|
@@ -14,13 +12,12 @@ regional database, a legacy county system or the hospital's FHIR export, or when
 | `validate_silver` | Great Expectations suites of the silver entity tables; holds a failing table the same way | `ops.dq_results` |
 | `flag_records` | record-authenticity, plausibility and timeliness checks on silver | `silver.record_flags` |
 | `score_quality` | data-quality scorecard per institution and month | `silver.dq_scorecard` |
-| `compute_indicators` | the catalogued indicators with numerator, denominator and member records, then the staff work points | `silver.indicator_values`, `silver.indicator_members`, `silver.staff_workpoints` |
-| `build_gold` | `dbt build` into the gold marts | `gold` |
-| `export_serving` | gold marts → serving database (DuckDB file replaced atomically) | `serving` |
-| `build_reports` | XLSX indicator report per township | `reports.indicators` |
-| `provision_dashboards` | imports the Superset bundle | `superset.dashboards` |
 
-The sources exist on their own: in the demo, `lakehouse.pipeline.simulate` builds them first.
+When a run has updated `silver`, `silver.record_flags` and `silver.dq_scorecard`,
+`jiceng_indicators` (`jiceng_indicators.py`) computes the indicators and builds gold, the serving
+database, the reports and the dashboards. ECG recordings and images have their DAGs,
+`jiceng_ecg.py` and `jiceng_imaging.py`. In the demo, `lakehouse.pipeline.simulate` builds the
+sources first.
 
 Spark's embedded metastore admits one Spark process at a time, so Spark tasks share the `spark`
 pool (1 slot, `infra/airflow/pools.json`) and the DAG runs one task and one run at a time. Every
@@ -34,23 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import chain, dag, task
 
-from jiceng_assets import (
-    BRONZE_OF,
-    DASHBOARDS,
-    DQ_RESULTS,
-    DQ_SCORECARD,
-    ECG_SILVER,
-    IMAGING_SILVER,
-    GOLD,
-    INDICATOR_MEMBERS,
-    INDICATOR_REPORTS,
-    INDICATOR_VALUES,
-    STAFF_WORKPOINTS,
-    PERSON_IDENTITY,
-    RECORD_FLAGS,
-    SERVING_DB,
-    SILVER,
-)
+from jiceng_assets import BRONZE_OF, DQ_RESULTS, DQ_SCORECARD, PERSON_IDENTITY, RECORD_FLAGS, SILVER
 
 SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/start.sh
 
@@ -60,7 +41,7 @@ SPARK_POOL = "spark"  # created from infra/airflow/pools.json by infra/airflow/s
 
 
 @dag(
-    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"] | ECG_SILVER | IMAGING_SILVER,
+    schedule=BRONZE_OF["regional"] | BRONZE_OF["legacy"] | BRONZE_OF["fhir"],
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,
@@ -100,46 +81,12 @@ def jiceng_thin_slice():
         from lakehouse import pipeline
         return pipeline.score_quality()
 
-    @task(outlets=[INDICATOR_VALUES, INDICATOR_MEMBERS, STAFF_WORKPOINTS], pool=SPARK_POOL)
-    def compute_indicators():
-        """The catalogued indicators with numerator, denominator and members."""
-        from lakehouse import pipeline
-        return pipeline.compute_indicators()
-
-    @task(outlets=[GOLD], pool=SPARK_POOL)
-    def build_gold():
-        """`dbt build` (dbt-spark, session method) into the gold marts."""
-        from lakehouse import pipeline
-        return pipeline.build_gold()
-
-    @task(outlets=[SERVING_DB], pool=SPARK_POOL)
-    def export_serving():
-        """Gold marts → the serving database."""
-        from lakehouse import pipeline
-        return pipeline.export_serving()
-
-    @task(outlets=[INDICATOR_REPORTS])
-    def build_reports():
-        """The XLSX indicator report per township, from the serving database."""
-        from lakehouse import pipeline
-        return pipeline.build_reports()
-
-    @task(outlets=[DASHBOARDS])
-    def provision_dashboards():
-        """Import the Superset bundle into Superset's metadata database."""
-        from lakehouse import pipeline
-        return pipeline.provision_dashboards()
-
     chain(
         validate_bronze(),
         conform(),
         validate_silver(),
         flag_records(),
         score_quality(),
-        compute_indicators(),
-        build_gold(),
-        export_serving(),
-        [build_reports(), provision_dashboards()],
     )
 
 

@@ -140,11 +140,21 @@ app.add_typer(indicators_app, name="indicators")
 @indicators_app.command("compute")
 def indicators_compute(full: bool = typer.Option(False, "--full", help="recompute every period of every indicator, "
                                                 "not only what changed since the last run"),
-                       indicator: list[str] = typer.Option(None, "--indicator", help="only this indicator (repeatable)")) -> None:
+                       indicator: list[str] = typer.Option(None, "--indicator", help="only this indicator (repeatable)"),
+                       period: str = typer.Option(None, "--period", help="also recompute this period from the current "
+                                                  "data, changed or not: 2025, 2025-Q3 or 2025-07 (its months, "
+                                                  "quarters and year)")) -> None:
     """Compute the catalogued indicators: values per org unit and period, with their members.
     Incremental by default: an indicator whose inputs did not change since its last run is
     skipped, and one whose new rows are dated is recomputed for their periods only."""
-    _print(pipeline.compute_indicators(full=full, indicator_ids=indicator or None))
+    interval = None
+    if period:
+        from spark_jobs.indicators.engine import period_interval
+        try:
+            interval = period_interval(period)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--period") from None
+    _print(pipeline.compute_indicators(full=full, indicator_ids=indicator or None, interval=interval))
 
 
 @indicators_app.command("explain")

@@ -6,7 +6,6 @@ them whichever catalogue (embedded Hive metastore or in-memory) the session uses
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,13 +82,26 @@ def project_digest() -> str:
     return digest.hexdigest()
 
 
-def gold_state(spark, settings: Settings) -> str:
-    """The Delta version of every silver and gold table, the dbt project's digest and the target
-    as one string: equal to the state recorded after the last successful build means that a
-    ``dbt build`` would leave gold as it is (no model reads the clock)."""
-    from lakehouse.delta import table_version
+def source_tables() -> list[str]:
+    """``layer.entity`` of every lake table the dbt project reads (its ``sources:``)."""
+    import yaml
 
-    versions = {name: table_version(spark, location) for layer in ("silver", "gold")
-                for name, location in lake_tables(spark, settings.lake_root, layer).items()}
-    return json.dumps({"tables": versions, "project": project_digest(), "target": settings.env.lower()},
-                      sort_keys=True)
+    found = set()
+    for path in sorted((DBT_DIR / "models").rglob("*.yml")):
+        for source in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("sources") or []:
+            found |= {f"{source.get('schema', source['name'])}.{t['name']}" for t in source.get("tables") or []}
+    return sorted(found)
+
+
+def gold_state(spark, settings: Settings) -> str:
+    """The build state (:func:`lakehouse.ops.build_state`) of gold: the Delta version of every
+    table dbt reads and of every gold table, the dbt project's digest and the target. Equal to
+    the state recorded after the last successful build means that a ``dbt build`` would leave
+    gold as it is (no model reads the clock). Silver tables no model reads (the indicator runs'
+    log, the EMPI's working tables) do not count."""
+    from lakehouse.ops import build_state
+
+    root = settings.lake_root.rstrip("/")
+    locations = [f"{root}/{name.replace('.', '/')}" for name in source_tables()]
+    locations += lake_tables(spark, settings.lake_root, "gold").values()
+    return build_state(spark, locations, f"{project_digest()}|{settings.env.lower()}")

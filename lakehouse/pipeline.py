@@ -254,20 +254,27 @@ def evaluate_empi(settings: Settings | None = None) -> dict:
 
 
 def compute_indicators(settings: Settings | None = None, *, full: bool = False,
-                       indicator_ids: list[str] | None = None) -> dict:
+                       indicator_ids: list[str] | None = None,
+                       interval: tuple | None = None) -> dict:
     """Compute the catalogued indicators with numerator, denominator and members, incrementally
-    unless ``full`` (see :func:`spark_jobs.indicators.engine.compute`); an indicator with a held
-    input (a failed critical expectation) keeps its last values. Then the staff work points
+    unless ``full`` (see :func:`spark_jobs.indicators.engine.compute`); with ``interval``
+    (``[start, end)``: dates, or an Airflow run's data interval, which
+    :func:`interval_day` reads in China time; ``(None, None)`` is no interval), every period a day
+    of it falls in (the month of a monthly run: that month, its quarter and year) is recomputed
+    from the current data as well. An indicator with a held input (a failed critical
+    expectation) keeps its last values. Then the staff work points
     (:mod:`spark_jobs.indicators.workpoints`), whose quality coefficient reads the values."""
     from lakehouse import ops
     from spark_jobs.indicators import workpoints
-    from spark_jobs.indicators.engine import compute, write_definitions
+    from spark_jobs.indicators.engine import compute, interval_periods, write_definitions
 
     s = settings or get_settings()
     spark = _spark(s)
     held = ops.held_tables(spark, s.lake_root)
+    recompute = interval_periods(*map(interval_day, interval)) if interval and interval[0] is not None else None
     return {"definitions": write_definitions(spark, s.lake_root),
-            "indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full, held=held),
+            "indicators": compute(spark, s.lake_root, indicator_ids=indicator_ids, full=full, held=held,
+                                  recompute=recompute),
             "workpoints": workpoints.compute(spark, s.lake_root, held=held)}
 
 

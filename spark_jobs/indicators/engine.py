@@ -242,6 +242,28 @@ def period_labels(day: dt.date, periods: tuple[str, ...]) -> set[tuple[str, str]
     return {(p, label[p]) for p in periods}
 
 
+def period_interval(label: str) -> tuple[dt.date, dt.date]:
+    """``[first day, day after the last)`` of a period label (``2025``, ``2025-Q3``, ``2025-07``)."""
+    import re
+
+    kinds = {r"\d{4}": "year", r"\d{4}-Q[1-4]": "quarter", r"\d{4}-(0[1-9]|1[0-2])": "month"}
+    kind = next((k for pattern, k in kinds.items() if re.fullmatch(pattern, label)), None)
+    if kind is None:
+        raise ValueError(f"{label!r} is not a period: give 2025, 2025-Q3 or 2025-07")
+    first, last = period_range(kind, label)
+    return first, last + dt.timedelta(days=1)
+
+
+def interval_periods(start: dt.date, end: dt.date) -> set[tuple[str, str]]:
+    """Every (period_type, period) that a day of ``[start, end)`` falls in: for a month, the
+    month, its quarter and its year (a year's value depends on each of its months)."""
+    out, day = set(), start
+    while day < end:
+        out |= period_labels(day, ("year", "quarter", "month"))
+        day += dt.timedelta(days=1)
+    return out
+
+
 def changed_days(spark, lake_root: str, name: str, date_col: str, before: int, now: int,
                  memo: dict | None = None) -> set[dt.date]:
     """The old and new dates (``date_col``) of the rows of table ``name`` that differ between two
@@ -299,7 +321,8 @@ def _restrict(ind: Indicator, frames: dict, periods: set[tuple[str, str]]) -> di
 
 def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids: list[str] | None = None,
             input_versions: dict[str, int] | None = None, write: bool = True,
-            held: dict[str, list[str]] | None = None, full: bool = False) -> dict:
+            held: dict[str, list[str]] | None = None, full: bool = False,
+            recompute: set[tuple[str, str]] | None = None) -> dict:
     """Compute the indicators (all catalogued ones by default).
 
     - With ``input_versions`` the inputs are read at those Delta versions (reproducing a past
@@ -311,6 +334,10 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
       did not change is skipped, and one whose changes are confined to dated rows is recomputed
       for the periods those rows fall in only (:func:`touched_periods`). A new catalogue version
       recomputes everything.
+    - ``recompute`` names periods (``(period_type, period)``, see :func:`interval_periods`) to
+      recompute from the current inputs whether or not they changed, on top of the incremental
+      ones: the backfill of a month. An indicator computed for none of them and with unchanged
+      inputs is skipped as usual.
 
     Returns per indicator its input versions and the periods recomputed (None: all), plus the
     write stats under ``_tables`` (with ``write=False``: the values and members DataFrames)."""
@@ -331,11 +358,15 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, indicator_ids
         frames, versions = _read_inputs(spark, lake_root, inputs, input_versions)
         periods = None
         prev = last.get(ind.id)
+        forced = {p for p in recompute or () if p[0] in ind.periods}
         if prev and prev["catalog_version"] == catalog.version:
-            if prev["input_versions"] == versions:
+            if prev["input_versions"] == versions and not forced:
                 out[ind_id] = {"unchanged": True, "input_versions": versions}
                 continue
-            periods = touched_periods(spark, lake_root, ind, prev["input_versions"], versions, diffs)
+            touched = set() if prev["input_versions"] == versions else \
+                touched_periods(spark, lake_root, ind, prev["input_versions"], versions, diffs)
+            # the periods a change moved stay in: the run records the current versions
+            periods = None if touched is None else touched | forced
         if periods is not None:
             frames = _restrict(ind, frames, periods)
         members = rules.RULES[ind.rule](ind, frames, _context(frames))

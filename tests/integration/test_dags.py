@@ -29,9 +29,13 @@ DAGS_FOLDER = REPO_ROOT / "dags"
 ENV_SH = REPO_ROOT / "infra" / "airflow" / "env.sh"
 POOLS_FILE = REPO_ROOT / "infra" / "airflow" / "pools.json"
 DAG_ID = "jiceng_thin_slice"
-# simulate builds the sources; ingestion has a DAG per source kind (jiceng_ingest.py)
+INDICATORS_DAG_ID = "jiceng_indicators"
+# simulate builds the sources; ingestion has a DAG per source kind (jiceng_ingest.py); the thin
+# slice ends at silver, and jiceng_indicators takes it from there
 DAG_STEPS = [step for step in pipeline.STEPS if step not in ("simulate", "ingest", "process_ecg",
                                                                         "process_imaging")]
+INDICATOR_STEPS = DAG_STEPS[DAG_STEPS.index("compute_indicators"):]
+THIN_STEPS = DAG_STEPS[:DAG_STEPS.index("compute_indicators")]
 # variables that would point a run at a real lake or database instead of the temporary JL_HOME
 _LOCATION_VARIABLES = ("LAKE_ROOT", "SOURCE_DB_URL", "SERVING_DB_URL", "SPARK_MASTER", "JL_SPARK_CATALOG")
 
@@ -121,13 +125,24 @@ def airflow_db(airflow_env):
 
 
 @pytest.fixture(scope="module")
-def dag(airflow_env):
+def bag(airflow_env):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=DAGS_FOLDER)
     assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture(scope="module")
+def dag(bag):
     assert DAG_ID in bag.dag_ids
     return bag.dags[DAG_ID]  # not bag.get_dag(), which queries the metadata database
+
+
+@pytest.fixture(scope="module")
+def indicators_dag(bag):
+    assert INDICATORS_DAG_ID in bag.dag_ids
+    return bag.dags[INDICATORS_DAG_ID]
 
 
 def _body_lines(func) -> int:
@@ -145,22 +160,65 @@ def test_environment_keeps_airflow_and_lake_in_jl_home(airflow_env):
     assert load_settings(airflow_env).lake_root == str(jl_home / "lake")
 
 
-def test_dag_wires_every_pipeline_step_in_order(dag):
-    assert sorted(dag.task_ids) == sorted(DAG_STEPS)
-    in_line = ["validate_bronze", "conform", "validate_silver", "flag_records", "score_quality", "compute_indicators",
-               "build_gold",
-               "export_serving"]
-    for upstream, downstream in zip(in_line, in_line[1:]):
-        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+def test_dags_wire_every_pipeline_step_in_order(dag, indicators_dag):
+    assert sorted(dag.task_ids) == sorted(THIN_STEPS)
+    assert sorted(indicators_dag.task_ids) == sorted(INDICATOR_STEPS)
+    thin = ["validate_bronze", "conform", "validate_silver", "flag_records", "score_quality"]
+    assessment = ["compute_indicators", "build_gold", "export_serving"]
+    for d, in_line in ((dag, thin), (indicators_dag, assessment)):
+        assert d.get_task(in_line[0]).upstream_task_ids == set()
+        for upstream, downstream in zip(in_line, in_line[1:]):
+            assert d.get_task(downstream).upstream_task_ids == {upstream}
+        assert (d.max_active_tasks, d.max_active_runs, d.catchup) == (1, 1, False)
+        assert d.doc_md and d.tags
     for last in ("build_reports", "provision_dashboards"):
-        assert dag.get_task(last).upstream_task_ids == {"export_serving"}
-    assert (dag.max_active_tasks, dag.max_active_runs, dag.catchup) == (1, 1, False)
-    assert dag.doc_md and dag.tags
+        assert indicators_dag.get_task(last).upstream_task_ids == {"export_serving"}
 
 
-def test_tasks_are_thin_declared_and_retried(dag):
+def _fires(d, *asset_names: str) -> bool:
+    """Whether Airflow's scheduler would start a run of ``d`` once these lake Assets have events."""
+    from airflow.assets.evaluation import AssetEvaluator
+    from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    condition = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(d)).timetable.asset_condition
+    statuses = {SerializedAssetUniqueKey(name=n, uri="x-jiceng://lake/" + n.replace(".", "/")): True
+                for n in asset_names}
+    return AssetEvaluator(None).run(condition, statuses)
+
+
+def test_indicators_run_when_the_thin_slice_has_rebuilt_silver_and_monthly(dag, indicators_dag):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    written = {a.name for t in dag.tasks for a in t.outlets}
+    assert _fires(indicators_dag, *written), "a whole thin-slice run starts the indicators"
+    assert not _fires(indicators_dag, "silver"), "not before the flags and the scorecard are rebuilt"
+    assert not _fires(indicators_dag, "silver", "silver.record_flags")
+    assert _fires(indicators_dag, "silver.ecg") and _fires(indicators_dag, "silver.imaging")
+    assert not _fires(indicators_dag, "bronze.regional")
+    monthly = indicators_dag.timetable.timetable
+    assert isinstance(monthly, CronDataIntervalTimetable), "backfills need data intervals"
+    assert (monthly.expression, str(monthly.timezone)) == ("0 0 1 * *", "Asia/Shanghai")
+
+
+def test_a_backfill_of_the_indicators_is_a_run_per_month(airflow_db):
+    """`airflow backfill create` (dry run) over a quarter, dates given in China time."""
+    done = _run(["airflow", "dags", "reserialize"], airflow_db, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _run(["airflow", "backfill", "create", "--dag-id", INDICATORS_DAG_ID, "--dry-run",
+                 "--from-date", "2025-10-01T00:00:00+08:00", "--to-date", "2025-12-01T00:00:00+08:00"],
+                airflow_db, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import pendulum
+
+    runs = [pendulum.parse(line.split("|")[1].strip()) for line in done.stdout.splitlines()
+            if line.startswith("| 20")]
+    assert [r.in_tz("Asia/Shanghai").date().isoformat() for r in runs] == ["2025-10-01", "2025-11-01", "2025-12-01"]
+
+
+def test_tasks_are_thin_declared_and_retried(dag, indicators_dag):
     known_pools = {"default_pool", *json.loads(POOLS_FILE.read_text())}
-    for task in dag.tasks:
+    for task in dag.tasks + indicators_dag.tasks:
         assert _body_lines(task.python_callable) <= 3, f"{task.task_id}: logic belongs in the library"
         assert task.outlets, f"{task.task_id} declares no Asset it writes"
         assert not task.multiple_outputs, f"{task.task_id}: the summary is one XCom, not one per key"
@@ -168,8 +226,8 @@ def test_tasks_are_thin_declared_and_retried(dag):
         assert task.pool in known_pools, f"{task.task_id}: pool {task.pool!r} is not in {POOLS_FILE.name}"
 
 
-def test_lake_assets_are_named_like_the_table_catalogue(dag):
-    lake_assets = [a for task in dag.tasks for a in task.outlets if a.group == "lake"]
+def test_lake_assets_are_named_like_the_table_catalogue(dag, indicators_dag):
+    lake_assets = [a for task in dag.tasks + indicators_dag.tasks for a in task.outlets if a.group == "lake"]
     assert lake_assets
     for asset in lake_assets:
         assert asset.name.split(".")[0] in LAYERS, f"{asset.name}: not a layer of lakehouse.tables"
@@ -194,7 +252,7 @@ def test_every_source_kind_has_a_daily_ingest_dag_with_data_intervals(airflow_en
         assert {a.name for a in t.outlets} >= {f"bronze.{kind}", f"quarantine.{kind}", "ops.ingest_batches"}
     thin = bag.dags[DAG_ID]
     scheduled_on = {a.name for a in thin.timetable.asset_condition.objects}
-    assert scheduled_on == {"bronze.regional", "bronze.legacy", "bronze.fhir", "silver.ecg", "silver.imaging"}
+    assert scheduled_on == {"bronze.regional", "bronze.legacy", "bronze.fhir"}
     ecg, imaging = bag.dags["jiceng_ecg"], bag.dags["jiceng_imaging"]
     assert ecg.timetable.asset_condition.name == "bronze.ecg"
     assert {a.name for a in imaging.timetable.asset_condition.objects} == {"bronze.dicom", "bronze.orthanc"}
@@ -222,13 +280,15 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     runs = [(dag_id, day) for day in run_at for dag_id in INGEST_DAGS]
     runs += [("jiceng_ingest_regional", run_at[1]), ("jiceng_ingest_legacy", run_at[1])]  # a day again
     runs += [("jiceng_ecg", None), ("jiceng_imaging", None), (DAG_ID, None)]
+    # as the Assets would start it, then December again as a backfill's run for that month would
+    runs += [(INDICATORS_DAG_ID, None), (INDICATORS_DAG_ID, "2026-01-01")]
     results = _dag_tests(airflow_db, runs, timeout=3600)
 
     assert all(r["state"] == "success" for r in results)
-    by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-5]}
+    by_run = {(r["dag_id"], r["logical_date"]): r for r in results[:-7]}
     for day in run_at:
         assert by_run[("jiceng_ingest_regional", day)]["data_interval_end"].startswith(f"{day}T00:00:00")
-    for rerun in results[-5:-3]:
+    for rerun in results[-7:-5]:
         assert rerun["tasks"]["ingest"]["summary"]["batches"] == [], "a day already loaded loads nothing"
 
     settings = load_settings(airflow_db)
@@ -248,7 +308,7 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     batches = DeltaTable(str(lake / "ops" / "ingest_batches")).to_pandas()
     assert (batches.rows_read == batches.rows_loaded + batches.rows_quarantined).all()
 
-    ecg, imaging, thin = results[-3:]
+    ecg, imaging, thin, assessment, december = results[-5:]
     processed = ecg["tasks"]["process_ecg"]["summary"]
     landed_ecg = len(DeltaTable(str(lake / "bronze" / "ecg__files")).to_pandas()) \
         if (lake / "bronze" / "ecg__files").is_dir() else 0
@@ -257,8 +317,22 @@ def test_a_backfill_of_the_ingest_dags_then_the_thin_slice(airflow_db):
     landed_dicom = len(DeltaTable(str(lake / "bronze" / "dicom__files")).to_pandas()) \
         if (lake / "bronze" / "dicom__files").is_dir() else 0
     assert parsed["parsed"] + parsed["quarantined"] == landed_dicom, "every landed DICOM file catalogued"
-    assert {t: v["state"] for t, v in thin["tasks"].items()} == {step: "success" for step in DAG_STEPS}
+    assert {t: v["state"] for t, v in thin["tasks"].items()} == {step: "success" for step in THIN_STEPS}
+    assert {t: v["state"] for t, v in assessment["tasks"].items()} == {step: "success" for step in INDICATOR_STEPS}
     assert Path(settings.lake_root, "gold").is_dir()
     assert settings.serving_duckdb_path.is_file()
-    report = thin["tasks"]["build_reports"]["summary"]
+    report = assessment["tasks"]["build_reports"]["summary"]
     assert Path(report["path"]).is_file() and report["townships"] > 0
+
+    # the run for December recomputes every indicator's December periods from unchanged data,
+    # which rewrites nothing; and it leaves no other period stale (nothing else had changed)
+    from spark_jobs.indicators.catalog import load_catalog
+
+    assert december["data_interval_end"].startswith("2026-01-01T00:00:00")
+    computed = december["tasks"]["compute_indicators"]["summary"]["indicators"]
+    for ind in load_catalog().indicators.values():
+        labels = {"year": "2025", "quarter": "2025-Q4", "month": "2025-12"}
+        assert computed[ind.id]["periods"] == sorted(labels[p] for p in ind.periods), ind.id
+    written = computed["_tables"]["silver.indicator_values"]
+    assert written["inserted"] == written["updated"] == written["deleted"] == 0 < written["unchanged"]
+    assert december["tasks"]["build_gold"]["summary"] == {"unchanged": True}
