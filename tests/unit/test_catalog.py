@@ -117,3 +117,24 @@ def test_disaggregations_are_by_the_persons_of_person_members(tmp_path):
                    "disaggregations: [income]}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="disaggregations must be among"):
         load_catalog(bad)
+
+
+def test_a_period_to_recompute_covers_its_months_quarters_and_year():
+    """What a backfill run of a month (or `lakehouse indicators compute --period`) recomputes."""
+    import datetime as dt
+
+    from spark_jobs.indicators.engine import interval_periods, period_interval
+
+    assert period_interval("2025-12") == (dt.date(2025, 12, 1), dt.date(2026, 1, 1))
+    assert period_interval("2024-02") == (dt.date(2024, 2, 1), dt.date(2024, 3, 1))
+    assert interval_periods(*period_interval("2025-12")) == {("month", "2025-12"), ("quarter", "2025-Q4"),
+                                                             ("year", "2025")}
+    q1 = interval_periods(*period_interval("2025-Q1"))
+    assert q1 == {("month", "2025-01"), ("month", "2025-02"), ("month", "2025-03"), ("quarter", "2025-Q1"),
+                  ("year", "2025")}
+    assert len(interval_periods(*period_interval("2025"))) == 12 + 4 + 1
+    # an interval across a year's end touches both years
+    assert {p for t, p in interval_periods(dt.date(2025, 12, 31), dt.date(2026, 1, 2)) if t == "year"} == {"2025", "2026"}
+    for bad in ("2025-13", "2025-Q5", "25-01", "2025/01"):
+        with pytest.raises(ValueError, match="not a period"):
+            period_interval(bad)
