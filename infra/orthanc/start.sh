@@ -33,6 +33,10 @@ CURL=(curl -fsS -o /dev/null --max-time 2)
 
 # our server: the pid in the pid file is alive and is Orthanc (not a recycled pid)
 running() { [ -f "$PID_FILE" ] && grep -qa Orthanc "/proc/$(cat "$PID_FILE")/cmdline" 2>/dev/null; }
+# the process just started is still there (neither gone nor a zombie). Until the forked shell has
+# exec'd Orthanc its command line is bash's, so `running` is no test while starting: on a loaded
+# machine that fork can take longer than the first poll.
+alive() { local state; state=$(cut -d' ' -f3 "/proc/$(cat "$PID_FILE")/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]; }
 
 if ! running; then
   if "${CURL[@]}" "$URL/system" 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
@@ -67,7 +71,7 @@ fi
 
 for _ in $(seq 1 120); do
   if "${CURL[@]}" "$URL/system" 2>/dev/null; then echo "$URL"; exit 0; fi
-  running || { echo "Orthanc exited while starting; see $DATA_DIR/orthanc.log:" >&2; tail -20 "$DATA_DIR/orthanc.log" >&2; exit 1; }
+  alive || { echo "Orthanc exited while starting; see $DATA_DIR/orthanc.log:" >&2; tail -20 "$DATA_DIR/orthanc.log" >&2; exit 1; }
   sleep 0.5
 done
 echo "Orthanc did not answer on $URL/system within 60 s; see $DATA_DIR/orthanc.log" >&2

@@ -49,11 +49,13 @@ def pacs_url(tmp_path_factory):
     """A fresh Orthanc on a free loopback port, stopped at the end of the module."""
     data = tmp_path_factory.mktemp("orthanc")
     env = {**os.environ, **NO_LOGIN}
-    started = subprocess.run(["bash", str(REPO / "infra/orthanc/start.sh"), str(data), str(_free_port())],
-                             capture_output=True, text=True, env=env, timeout=120)
-    assert started.returncode == 0, started.stderr
-    yield started.stdout.strip().splitlines()[-1]
-    subprocess.run(["bash", str(REPO / "infra/orthanc/stop.sh"), str(data)], check=True, env=env, timeout=60)
+    try:
+        started = subprocess.run(["bash", str(REPO / "infra/orthanc/start.sh"), str(data), str(_free_port())],
+                                 capture_output=True, text=True, env=env, timeout=120)
+        assert started.returncode == 0, started.stderr
+        yield started.stdout.strip().splitlines()[-1]
+    finally:  # a server that started too late for start.sh is stopped as well
+        subprocess.run(["bash", str(REPO / "infra/orthanc/stop.sh"), str(data)], check=True, env=env, timeout=60)
 
 
 def _path(s, table):
