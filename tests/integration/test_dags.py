@@ -181,9 +181,14 @@ def _fires(d, *asset_names: str) -> bool:
     from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
     from airflow.serialization.serialized_objects import DagSerialization
 
+    from airflow.sdk import Asset
+
+    import jiceng_assets   # the DAGs folder is on sys.path (airflow_env)
+
+    known = {a.name: a for v in vars(jiceng_assets).values()
+             for a in (v.values() if isinstance(v, dict) else [v]) if isinstance(a, Asset)}
     condition = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(d)).timetable.asset_condition
-    statuses = {SerializedAssetUniqueKey(name=n, uri="x-jiceng://lake/" + n.replace(".", "/")): True
-                for n in asset_names}
+    statuses = {SerializedAssetUniqueKey(name=n, uri=known[n].uri): True for n in asset_names}
     return AssetEvaluator(None).run(condition, statuses)
 
 
