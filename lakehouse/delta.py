@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from lakehouse.tables import BRONZE_META_COLUMNS, TableSpec
 
 HASH_NULL = "\u2400"  # stands for NULL inside the row hash, so NULL and "" differ
+CHANGE_FEED = "delta.enableChangeDataFeed"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,44 @@ def table_version(spark, path: str) -> int | None:
         return int(log.update(False, getattr(log, "update$default$2")(), getattr(log, "update$default$3")()).version())
     except Py4JError:
         return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def enable_change_feed(spark, path: str) -> bool:
+    """Turn on the change data feed of a table made before its spec asked for one (a lake from an
+    older release); True if it was off. Called just before a write that commits anyway, so an
+    unchanged table keeps its version. The feed covers the versions from that one on; readers of
+    older ranges fall back (see :func:`changed_values`)."""
+    from delta.tables import DeltaTable
+
+    props = DeltaTable.forPath(spark, path).detail().select("properties").first().properties or {}
+    if props.get(CHANGE_FEED) == "true":
+        return False
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
+    return True
+
+
+def changed_values(spark, spec: TableSpec, lake_root: str, before: int, now: int, column) -> set:
+    """The distinct values of ``column`` (a Column over the table) in the rows that differ between
+    versions ``before`` and ``now`` of a table: old and new images both.
+
+    Read from Delta's change data feed when it covers ``(before, now]``: only the changed rows of
+    those commits, however big the table. Otherwise (no feed then, or a version no longer kept)
+    both versions are read whole and subtracted by ``_row_hash``. Every platform write is an
+    :func:`upsert`, which rewrites only rows whose hash changed, so both ways find the same rows."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    path = spec.path(lake_root)
+    if spec.change_feed and before < now:
+        try:
+            feed = (spark.read.format("delta").option("readChangeFeed", "true")
+                    .option("startingVersion", before + 1).option("endingVersion", now).load(path))
+            return {r[0] for r in feed.select(column).distinct().collect()}
+        except (PySparkException, Py4JJavaError):   # the feed does not cover the range
+            pass
+    old, new = (read(spark, spec, lake_root, version=v).select("_row_hash", column.alias("__v"))
+                for v in (before, now))
+    return {r[0] for r in old.subtract(new).unionByName(new.subtract(old)).select("__v").distinct().collect()}
 
 
 def read(spark, spec: TableSpec, lake_root: str, version: int | None = None):
@@ -111,6 +150,8 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
                 writer = writer.partitionBy(*spec.partition_by)
             if spec.stats_columns:
                 writer = writer.option("delta.dataSkippingStatsColumns", ",".join(spec.stats_columns))
+            if spec.change_feed:
+                writer = writer.option(CHANGE_FEED, "true")
             writer.save(path)
             # the commit's own metrics: no second pass over the data to count it
             last = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
@@ -124,39 +165,67 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
             df = df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in absent})
         s_cols = [F.col("_row_hash").alias("s_h")] + ([F.col(newer_only).alias("s_v")] if newer_only else [])
         t_cols = [F.col("_row_hash").alias("t_h")] + ([F.col(newer_only).alias("t_v")] if newer_only else [])
-        joined = df.select(*keys, *s_cols).join(target.select(*keys, *t_cols), keys, "left")
         same = F.col("s_h") == F.col("t_h")
         if newer_only:  # an older version than the table's counts as unchanged: it is not applied
             same = same | (F.col("s_v") < F.col("t_v"))
-        counts = joined.select(
-            F.count("*").alias("n"),
-            F.sum(F.when(F.col("t_h").isNull(), 1).otherwise(0)).alias("ins"),
-            F.sum(F.when(F.col("t_h").isNotNull() & same, 1).otherwise(0)).alias("same"),
-        ).first()
-        inserted, unchanged = int(counts.ins or 0), int(counts.same or 0)
-        updated = int(counts.n) - inserted - unchanged
-        deleted = 0
-        if delete_scope:
-            deleted = target.where(delete_scope).join(df.select(*keys), keys, "left_anti").count()
-        if not (inserted or updated or deleted):
-            return WriteStats(spec.name, unchanged=unchanged, version=table_version(spark, path))
+        joined = df.select(*keys, *s_cols).join(target.select(*keys, *t_cols), keys, "left") \
+            .withColumn("__write", F.col("t_h").isNull() | ~same).persist()
+        gone = (target.where(delete_scope).join(df.select(*keys), keys, "left_anti").select(*keys)
+                if delete_scope else None)
+        try:
+            counts = joined.select(
+                F.count("*").alias("n"),
+                F.sum(F.when(F.col("t_h").isNull(), 1).otherwise(0)).alias("ins"),
+                F.sum(F.when(F.col("t_h").isNotNull() & same, 1).otherwise(0)).alias("same"),
+            ).first()
+            inserted, unchanged = int(counts.ins or 0), int(counts.same or 0)
+            updated = int(counts.n) - inserted - unchanged
+            if gone is not None:
+                gone = gone.persist()
+            deleted = gone.count() if gone is not None else 0
+            if not (inserted or updated or deleted):
+                return WriteStats(spec.name, unchanged=unchanged, version=table_version(spark, path))
 
-        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        changed = "t._row_hash <> s._row_hash"
-        if newer_only:
-            changed += f" AND NOT (s.`{newer_only}` < t.`{newer_only}`)"
-        merge = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
-                 .whenMatchedUpdateAll(condition=changed)
-                 .whenNotMatchedInsertAll())
-        if deleted:
-            merge = merge.whenNotMatchedBySourceDelete(condition=delete_scope)
-        if set(df.columns) - set(target.columns):  # schema drift: new source columns are added
-            merge = merge.withSchemaEvolution()
-        merge.execute()
+            if spec.change_feed:
+                enable_change_feed(spark, path)
+            # the MERGE gets only the rows to write and the keys to delete (a NULL _row_hash), not
+            # the whole data: a day that changes a few rows of a big table rewrites only their files
+            # and never compares the rest again
+            source = df
+            if unchanged:
+                to_write = joined.where("__write").select(*[F.col(k).alias(f"__key_{k}") for k in keys])
+                source = df.join(to_write, _null_safe(df, keys), "left_semi")
+            if deleted:
+                source = source.unionByName(gone.withColumn("_row_hash", F.lit(None).cast("string")),
+                                            allowMissingColumns=True)
+            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            changed = "s._row_hash IS NOT NULL AND t._row_hash <> s._row_hash"
+            if newer_only:
+                changed += f" AND NOT (s.`{newer_only}` < t.`{newer_only}`)"
+            merge = (DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), cond)
+                     .whenMatchedDelete(condition="s._row_hash IS NULL")
+                     .whenMatchedUpdateAll(condition=changed)
+                     .whenNotMatchedInsertAll(condition="s._row_hash IS NOT NULL"))
+            if set(df.columns) - set(target.columns):  # schema drift: new source columns are added
+                merge = merge.withSchemaEvolution()
+            merge.execute()
+        finally:
+            joined.unpersist()
+            if gone is not None:
+                gone.unpersist()
         return WriteStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                           unchanged=unchanged, version=table_version(spark, path))
     finally:
         df.unpersist()
+
+
+def _null_safe(df, keys):
+    """``df.k <=> __key_k`` for every key (keys may be NULL, as in the MERGE condition)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a & b, [df[k].eqNullSafe(F.col(f"__key_{k}")) for k in keys])
 
 
 def content_hash(spark, path: str) -> tuple[int, str]:

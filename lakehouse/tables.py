@@ -42,6 +42,12 @@ class TableSpec:
         """Column names of ``schema`` (empty for tables kept as received)."""
         return tuple(f.strip().split(" ", 1)[0] for f in self.schema.split(",")) if self.schema else ()
 
+    @property
+    def change_feed(self) -> bool:
+        """Whether Delta keeps the table's change data feed: the silver tables, whose changed rows
+        between two versions the indicator engine reads to find the periods a new day touches."""
+        return self.layer == "silver"
+
     def path(self, lake_root: str) -> str:
         return f"{lake_root.rstrip('/')}/{self.layer}/{self.entity}"
 

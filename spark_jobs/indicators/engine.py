@@ -267,17 +267,14 @@ def interval_periods(start: dt.date, end: dt.date) -> set[tuple[str, str]]:
 def changed_days(spark, lake_root: str, name: str, date_col: str, before: int, now: int,
                  memo: dict | None = None) -> set[dt.date]:
     """The old and new dates (``date_col``) of the rows of table ``name`` that differ between two
-    versions (by ``_row_hash``); ``memo`` keeps them for the next indicator over the same table."""
+    versions (from the table's change data feed, see :func:`lakehouse.delta.changed_values`);
+    ``memo`` keeps them for the next indicator over the same table."""
     from pyspark.sql import functions as F
 
     key = (name, date_col, before, now)
     if memo is not None and key in memo:
         return memo[key]
-    spec = table(name)
-    old, new = (delta.read(spark, spec, lake_root, version=v).select("_row_hash", F.to_date(date_col).alias("day"))
-                for v in (before, now))
-    days = {r.day for r in old.subtract(new).unionByName(new.subtract(old)).select("day").distinct().collect()
-            if r.day is not None}
+    days = delta.changed_values(spark, table(name), lake_root, before, now, F.to_date(date_col)) - {None}
     if memo is not None:
         memo[key] = days
     return days

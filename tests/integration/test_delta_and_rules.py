@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from delta.tables import DeltaTable
 
 from lakehouse import delta, idcard
 from lakehouse.pseudonym import person_id, spark_person_id
@@ -26,6 +27,8 @@ def test_upsert_inserts_updates_and_leaves_identical_rows_alone(spark, tmp_path)
     assert (changed.inserted, changed.updated, changed.unchanged, changed.version) == (1, 1, 1, 1)
     got = {r.k: r.v for r in delta.read(spark, SPEC, lake).collect()}
     assert got == {"a": 1, "b": 3, "c": 4}
+    merged = DeltaTable.forPath(spark, SPEC.path(lake)).history(1).first().operationMetrics
+    assert merged["numSourceRows"] == "2", "the MERGE is given the rows to write, not the unchanged a"
 
 
 def test_upsert_deletes_only_inside_the_scope(spark, tmp_path):
@@ -34,11 +37,51 @@ def test_upsert_deletes_only_inside_the_scope(spark, tmp_path):
     stats = delta.upsert(spark, _df(spark, [("a", 1, "x")]), SPEC, lake, delete_scope="grp = 'x'")
     assert stats.deleted == 1
     assert sorted(r.k for r in delta.read(spark, SPEC, lake).collect()) == ["a", "c"]
+    # a change, an insert and a deletion in one commit, the unchanged row left out of it
+    stats = delta.upsert(spark, _df(spark, [("a", 1, "x"), ("d", 4, "y"), ("e", 5, "z")]), SPEC, lake,
+                         delete_scope="grp = 'y'")
+    assert (stats.inserted, stats.updated, stats.deleted, stats.unchanged) == (2, 0, 1, 1)
+    assert {r.k: (r.v, r.grp) for r in delta.read(spark, SPEC, lake).collect()} == {
+        "a": (1, "x"), "d": (4, "y"), "e": (5, "z")}
+    again = delta.upsert(spark, _df(spark, [("a", 2, "x"), ("d", 4, "y"), ("e", 5, "z")]), SPEC, lake,
+                         delete_scope="grp = 'y'")
+    assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 1, 0, 2)
+    assert {r.k: r.v for r in delta.read(spark, SPEC, lake).collect()} == {"a": 2, "d": 4, "e": 5}
 
 
 def test_upsert_refuses_duplicate_keys(spark, tmp_path):
     with pytest.raises(ValueError, match="duplicate keys"):
         delta.upsert(spark, _df(spark, [("a", 1, "x"), ("a", 2, "x")]), SPEC, str(tmp_path))
+
+
+def test_the_rows_a_change_moved_come_from_the_change_feed_or_else_from_both_versions(spark, tmp_path,
+                                                                                       monkeypatch):
+    """The indicator engine asks which dates the changed rows of a silver table had, before and
+    after. A table made by an older release has no change feed: its first platform write turns the
+    feed on, and ranges before that are answered by reading both versions whole."""
+    from pyspark.sql import functions as F
+
+    lake, path = str(tmp_path), SPEC.path(str(tmp_path))
+    # an older release's table: versions 0 and 1 written without a change feed
+    _df(spark, [("a", 1, "p"), ("b", 2, "x")]).write.format("delta").save(path)
+    _df(spark, [("c", 3, "y")]).write.format("delta").mode("append").save(path)
+    # b moves from group x to z, d is new, c is gone: this write turns the feed on first
+    stats = delta.upsert(spark, _df(spark, [("a", 1, "p"), ("b", 5, "z"), ("d", 4, "w")]), SPEC, lake,
+                         delete_scope="true")
+    assert (stats.inserted, stats.updated, stats.deleted) == (1, 1, 1)
+    props = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    assert {r.key: r.value for r in props}.get("delta.enableChangeDataFeed") == "true"
+
+    whole_reads = []
+    real_read = delta.read
+    monkeypatch.setattr(delta, "read", lambda *a, **k: whole_reads.append(k.get("version")) or real_read(*a, **k))
+    # since the feed was on: only the merge's rows, without reading either version whole
+    assert delta.changed_values(spark, SPEC, lake, stats.version - 1, stats.version, F.col("grp")) == {"x", "z", "w", "y"}
+    assert whole_reads == []
+    # from version 0: the feed does not cover version 1, so both versions are read and compared;
+    # a is in both and unchanged, so p is not there
+    assert delta.changed_values(spark, SPEC, lake, 0, stats.version, F.col("grp")) == {"x", "z", "w"}
+    assert whole_reads == [0, stats.version]
 
 
 def test_spark_person_id_equals_the_python_hmac(spark):
