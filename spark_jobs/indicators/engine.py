@@ -422,12 +422,14 @@ def write_definitions(spark, lake_root: str, catalog: Catalog | None = None) -> 
     rows = [(i.id, i.name_zh, i.name_en, i.domain, i.unit, i.direction, i.numerator.get("zh"), i.denominator.get("zh"),
              None if i.target is None else float(i.target), i.scoring, float(i.weight), ",".join(i.levels),
              ",".join(i.periods), ",".join(i.disaggregations), ",".join(str(b) for b in i.age_bands),
-             i.effective_from, i.effective_to, i.source or None, catalog.version) for i in catalog.indicators.values()]
+             i.effective_from, i.effective_to, i.source or None, rules.denominator_basis(i), catalog.version)
+            for i in catalog.indicators.values()]
     df = spark.createDataFrame(rows, "indicator_id string, name_zh string, name_en string, domain string, unit string, "
                                      "direction string, numerator_zh string, denominator_zh string, target double, "
                                      "scoring string, weight double, levels string, periods string, "
                                      "disaggregations string, age_bands string, effective_from string, "
-                                     "effective_to string, source string, catalog_version string")
+                                     "effective_to string, source string, denominator_basis string, "
+                                     "catalog_version string")
     return delta.upsert(spark, delta.with_row_hash(df, exclude=()), DEFINITIONS, lake_root,
                         delete_scope="true").as_dict()
 

@@ -519,6 +519,18 @@ RULES: dict[str, Callable] = {f.__name__: f for f in (
     event_count, event_mean, line_share, prescription_share, report_timeliness)}
 
 
+# what a rule's denominator counts when it is not the records it looks at: an estimate (adults ×
+# prevalence) or the census. A unit may then count more in the numerator (more managed patients
+# than estimated, residents born or moved in since the census), so such a rate may pass 1; dbt's
+# bounds on rates (fct_indicator_values) read this from silver.indicator_definitions
+DENOMINATOR_BASIS = {"chronic_management": "estimate", "population_coverage": "census"}
+
+
+def denominator_basis(ind: Indicator) -> str:
+    """``estimate``, ``census`` or ``records`` (the denominator counts the members themselves)."""
+    return DENOMINATOR_BASIS.get(ind.rule, "records")
+
+
 # the tables a rule always reads, whatever its parameters
 RULE_TABLES = {"population_coverage": ("population",),
                "key_population_contracts": ("hypertension_patients", "diabetes_patients", "pregnancy_registrations"),

@@ -28,6 +28,7 @@ final as (
         effective_from,
         effective_to,
         definition_source,
+        denominator_basis,
         catalog_version
     from definitions
 )

@@ -8,6 +8,10 @@ org_units as (
     select * from {{ ref('dim_org_units') }}
 ),
 
+definitions as (
+    select * from {{ ref('stg_silver__indicator_definitions') }}
+),
+
 final as (
     select
         v.indicator_id,
@@ -36,12 +40,16 @@ final as (
         v.score,
         v.weight,
         v.scoring,
+        -- records, estimate or census: a rate over an estimate or the census may pass 1
+        d.denominator_basis,
         v.catalog_version,
         -- Delta versions of the silver inputs the engine read: recompute from these to reproduce
         v.input_versions
     from indicator_values as v
     left join org_units as o
         on v.org_code = o.org_code
+    left join definitions as d
+        on v.indicator_id = d.indicator_id
 )
 
 select * from final

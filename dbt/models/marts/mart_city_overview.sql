@@ -45,6 +45,7 @@ final as (
         v.target,
         v.score,
         v.weight,
+        v.denominator_basis,
         v.previous_period,
         v.previous_value,
         v.value - v.previous_value as value_change,

@@ -23,6 +23,8 @@ renamed as (
         effective_from,
         effective_to,
         source as definition_source,
+        -- records, estimate (adults × prevalence) or census: the last two let a rate pass 1
+        denominator_basis,
         catalog_version
     from source
 )
