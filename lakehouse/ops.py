@@ -6,6 +6,7 @@ leaves out timestamps, so re-running the same batch records nothing new.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import asdict, dataclass
 
@@ -102,14 +103,63 @@ def build_state(spark, paths: list[str], logic: str) -> str:
                       sort_keys=True)
 
 
-def code_digest(*modules) -> str:
-    """sha256 (16 hex digits) of the source files of ``modules``: a change of code is a new state."""
-    from pathlib import Path
+# the platform's own packages (pyproject.toml): a job's code is its module and what it imports of these
+PROJECT_PACKAGES = ("lakehouse", "ingest", "spark_jobs", "expectations", "sharing", "reports")
+
+
+def code_digest(*modules, packages: tuple[str, ...] = PROJECT_PACKAGES) -> str:
+    """sha256 (16 hex digits) of the source files of ``modules`` and of every module of
+    ``packages`` they import, at any depth, including the imports inside functions: a change to
+    the job or to a helper it uses is a new state. Computed once per process (the code that runs
+    is the code imported)."""
+    return _digest(tuple(m.__name__ for m in modules), packages)
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(names: tuple[str, ...], packages: tuple[str, ...]) -> str:
+    import sys
 
     digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
+    for name, path in sorted(_imported_sources([sys.modules[n] for n in names], packages).items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _imported_sources(modules, packages: tuple[str, ...]) -> dict:
+    """module name → source file, for ``modules`` and the project modules they import."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    def source(name: str):
+        if name.split(".")[0] not in packages:
+            return None
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+    found = {m.__name__: Path(m.__file__) for m in modules}
+    todo = list(found.items())
+    while todo:
+        name, path = todo.pop()
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:   # relative: from the importing module's package up
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]   # a name may be a submodule
+            else:
+                continue
+            for imported in names:
+                if imported not in found and (file := source(imported)) is not None:
+                    found[imported] = file
+                    todo.append((imported, file))
+    return found
 
 
 def record_dq_results(spark, lake_root: str, rows: list[dict]) -> delta.WriteStats | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,11 +55,6 @@ class ConformResult:
     tables: dict[str, dict]                               # silver table → write stats
     unchanged_inputs: list[str] = field(default_factory=list)   # entities skipped: inputs as last run
     held: dict[str, list[str]] = field(default_factory=dict)    # entities held: input → failures
-
-
-# what makes a silver table what it is besides its inputs: bump when conformance logic changes
-# without a change to the entity's catalogue entry, so every table is rebuilt once
-CONFORM_LOGIC_VERSION = "2"
 
 
 def _bronze(spark, lake_root: str, entity: str):
@@ -186,11 +182,13 @@ def input_tables(lake_root: str, entity: Entity) -> list[str]:
 
 def _build_state(spark, lake_root: str, entity: Entity) -> str:
     """The Delta version of every input and of the silver table itself, and a digest of the
-    entity's definition, as one string: equal to the state recorded after the last build means
-    a rebuild would produce the table as it is."""
+    entity's definition and of the conformance code (:func:`lakehouse.ops.code_digest`: this
+    module and what it imports), as one string: equal to the state recorded after the last build
+    means a rebuild would produce the table as it is."""
     versions = {t: delta.table_version(spark, f"{lake_root}/{t.replace('.', '/', 1)}")
                 for t in [*input_tables(lake_root, entity), SILVER[entity.name].name]}
-    logic = hashlib.sha256(f"{CONFORM_LOGIC_VERSION}|{entity!r}".encode()).hexdigest()[:16]
+    code = ops.code_digest(sys.modules[__name__])
+    logic = hashlib.sha256(f"{entity!r}|{code}".encode()).hexdigest()[:16]
     return json.dumps({"tables": versions, "logic": logic}, sort_keys=True)
 
 

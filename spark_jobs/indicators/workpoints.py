@@ -19,6 +19,7 @@ content changed.
 from __future__ import annotations
 
 import json
+import sys
 
 from lakehouse import delta, ops
 from lakehouse.frames import union_all
@@ -163,7 +164,8 @@ def compute(spark, lake_root: str, catalog: Catalog | None = None, input_version
     present = [t for t in inputs if t not in OPTIONAL_INPUTS or input_versions and t in input_versions
                or not input_versions and delta.table_exists(spark, f"{lake_root}/{t.replace('.', '/', 1)}")]
     frames, versions = _read_inputs(spark, lake_root, present, input_versions)
-    state = json.dumps({"catalog_version": catalog.version, "inputs": versions}, sort_keys=True)
+    state = json.dumps({"catalog_version": catalog.version, "inputs": versions,
+                        "code": ops.code_digest(sys.modules[__name__])}, sort_keys=True)
     if write and not input_versions and ops.get_build_states(spark, lake_root).get(STATE_KEY) == state:
         return {"unchanged": True, "input_versions": versions}
     recs = records(scheme, frames).persist()
