@@ -78,9 +78,13 @@ def changed_values(spark, spec: TableSpec, lake_root: str, before: int, now: int
     Read from Delta's change data feed when it covers ``(before, now]``: only the changed rows of
     those commits, however big the table. Otherwise (no feed then, or a version no longer kept)
     both versions are read whole and subtracted by ``_row_hash``. Every platform write is an
-    :func:`upsert`, which rewrites only rows whose hash changed, so both ways find the same rows."""
+    :func:`upsert`, which rewrites only rows whose hash changed, so for one commit both ways find
+    the same rows; over several, the feed also has the values in between (a row changed and
+    changed back): more, never fewer."""
+    import logging
+
     from py4j.protocol import Py4JJavaError
-    from pyspark.errors import PySparkException
+    from pyspark.errors import AnalysisException
 
     path = spec.path(lake_root)
     if spec.change_feed and before < now:
@@ -88,8 +92,9 @@ def changed_values(spark, spec: TableSpec, lake_root: str, before: int, now: int
             feed = (spark.read.format("delta").option("readChangeFeed", "true")
                     .option("startingVersion", before + 1).option("endingVersion", now).load(path))
             return {r[0] for r in feed.select(column).distinct().collect()}
-        except (PySparkException, Py4JJavaError):   # the feed does not cover the range
-            pass
+        except (AnalysisException, Py4JJavaError) as e:   # DELTA_MISSING_CHANGE_DATA, files gone
+            logging.getLogger(__name__).info("%s: no change feed for versions %s-%s, comparing both (%s)",
+                                             spec.name, before + 1, now, str(e).splitlines()[0][:200])
     old, new = (read(spark, spec, lake_root, version=v).select("_row_hash", column.alias("__v"))
                 for v in (before, now))
     return {r[0] for r in old.subtract(new).unionByName(new.subtract(old)).select("__v").distinct().collect()}
@@ -138,7 +143,7 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
     missing = [k for k in keys + ["_row_hash"] if k not in df.columns]
     if missing:
         raise ValueError(f"{spec.name}: columns {missing} missing from the data to write")
-    df = df.persist()
+    df = cached = df.persist()
     try:
         dup = check_unique and df.groupBy(*keys).count().where("count > 1").limit(3).collect()
         if dup:
@@ -163,15 +168,17 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
         absent = [f for f in target.schema.fields if f.name not in df.columns]
         if absent:
             df = df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in absent})
-        s_cols = [F.col("_row_hash").alias("s_h")] + ([F.col(newer_only).alias("s_v")] if newer_only else [])
-        t_cols = [F.col("_row_hash").alias("t_h")] + ([F.col(newer_only).alias("t_v")] if newer_only else [])
+        drift = bool(set(df.columns) - set(target.columns))   # new source columns are added
         same = F.col("s_h") == F.col("t_h")
         if newer_only:  # an older version than the table's counts as unchanged: it is not applied
             same = same | (F.col("s_v") < F.col("t_v"))
-        joined = df.select(*keys, *s_cols).join(target.select(*keys, *t_cols), keys, "left") \
+        # keys compared as the MERGE compares them (<=>: a NULL key matches a NULL key)
+        t_keys = target.select(*[F.col(k).alias(f"__key_{k}") for k in keys], F.col("_row_hash").alias("t_h"),
+                               *([F.col(newer_only).alias("t_v")] if newer_only else []))
+        joined = df.select(*keys, F.col("_row_hash").alias("s_h"), *([F.col(newer_only).alias("s_v")] if newer_only else [])) \
+            .join(t_keys, _null_safe(keys), "left") \
             .withColumn("__write", F.col("t_h").isNull() | ~same).persist()
-        gone = (target.where(delete_scope).join(df.select(*keys), keys, "left_anti").select(*keys)
-                if delete_scope else None)
+        gone = None
         try:
             counts = joined.select(
                 F.count("*").alias("n"),
@@ -180,34 +187,43 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
             ).first()
             inserted, unchanged = int(counts.ins or 0), int(counts.same or 0)
             updated = int(counts.n) - inserted - unchanged
-            if gone is not None:
-                gone = gone.persist()
+            if delete_scope:
+                gone = target.where(delete_scope).join(df.select(*[F.col(k).alias(f"__key_{k}") for k in keys]),
+                                                       _null_safe(keys), "left_anti").select(*keys).persist()
             deleted = gone.count() if gone is not None else 0
             if not (inserted or updated or deleted):
                 return WriteStats(spec.name, unchanged=unchanged, version=table_version(spark, path))
 
             if spec.change_feed:
                 enable_change_feed(spark, path)
-            # the MERGE gets only the rows to write and the keys to delete (a NULL _row_hash), not
-            # the whole data: a day that changes a few rows of a big table rewrites only their files
-            # and never compares the rest again
-            source = df
-            if unchanged:
-                to_write = joined.where("__write").select(*[F.col(k).alias(f"__key_{k}") for k in keys])
-                source = df.join(to_write, _null_safe(df, keys), "left_semi")
-            if deleted:
-                source = source.unionByName(gone.withColumn("_row_hash", F.lit(None).cast("string")),
-                                            allowMissingColumns=True)
             cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-            changed = "s._row_hash IS NOT NULL AND t._row_hash <> s._row_hash"
+            changed = "t._row_hash <> s._row_hash"
             if newer_only:
                 changed += f" AND NOT (s.`{newer_only}` < t.`{newer_only}`)"
-            merge = (DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), cond)
-                     .whenMatchedDelete(condition="s._row_hash IS NULL")
-                     .whenMatchedUpdateAll(condition=changed)
-                     .whenNotMatchedInsertAll(condition="s._row_hash IS NOT NULL"))
-            if set(df.columns) - set(target.columns):  # schema drift: new source columns are added
-                merge = merge.withSchemaEvolution()
+            if "_row_hash" in keys or drift:
+                # the whole data, deleting what the scope no longer has: the marker below would
+                # overwrite a key, or become a column of the table
+                merge = (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), cond)
+                         .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll())
+                if deleted:
+                    merge = merge.whenNotMatchedBySourceDelete(condition=delete_scope)
+                if drift:
+                    merge = merge.withSchemaEvolution()
+            else:
+                # only the rows to write and the keys to delete (marked by a NULL _row_hash), not
+                # the whole data: a day that changes a few rows of a big table rewrites only their
+                # files and never compares the rest again
+                source = df
+                if unchanged:
+                    to_write = joined.where("__write").select(*[F.col(k).alias(f"__key_{k}") for k in keys])
+                    source = df.join(to_write, _null_safe(keys), "left_semi")
+                if deleted:
+                    source = source.unionByName(gone.withColumn("_row_hash", F.lit(None).cast("string")),
+                                                allowMissingColumns=True)
+                merge = (DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), cond)
+                         .whenMatchedDelete(condition="s._row_hash IS NULL")
+                         .whenMatchedUpdateAll(condition=f"s._row_hash IS NOT NULL AND {changed}")
+                         .whenNotMatchedInsertAll(condition="s._row_hash IS NOT NULL"))
             merge.execute()
         finally:
             joined.unpersist()
@@ -216,16 +232,17 @@ def upsert(spark, df, spec: TableSpec, lake_root: str, *, delete_scope: str | No
         return WriteStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                           unchanged=unchanged, version=table_version(spark, path))
     finally:
-        df.unpersist()
+        cached.unpersist()
 
 
-def _null_safe(df, keys):
-    """``df.k <=> __key_k`` for every key (keys may be NULL, as in the MERGE condition)."""
+def _null_safe(keys):
+    """``k <=> __key_k`` for every key: the join of data with the keys of other rows renamed
+    ``__key_<k>``, matching as the MERGE condition does (a NULL key matches a NULL key)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    return reduce(lambda a, b: a & b, [df[k].eqNullSafe(F.col(f"__key_{k}")) for k in keys])
+    return reduce(lambda a, b: a & b, [F.col(k).eqNullSafe(F.col(f"__key_{k}")) for k in keys])
 
 
 def content_hash(spark, path: str) -> tuple[int, str]:

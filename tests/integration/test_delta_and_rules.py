@@ -49,6 +49,23 @@ def test_upsert_deletes_only_inside_the_scope(spark, tmp_path):
     assert {r.k: r.v for r in delta.read(spark, SPEC, lake).collect()} == {"a": 2, "d": 4, "e": 5}
 
 
+def test_upsert_with_the_row_hash_as_a_key_or_a_null_key_deletes_only_what_is_gone(spark, tmp_path):
+    """Quarantine tables are keyed on (record_key, _row_hash); a business key may be NULL, and the
+    MERGE matches NULL with NULL."""
+    lake = str(tmp_path)
+    quarantine = TableSpec("quarantine.upsert_probe", keys=("k", "_row_hash"))
+    delta.upsert(spark, _df(spark, [("a", 1, "x"), ("b", 2, "x")]), quarantine, lake)
+    resolved = delta.upsert(spark, _df(spark, [("a", 1, "x")]), quarantine, lake, delete_scope="true")
+    assert (resolved.inserted, resolved.updated, resolved.deleted) == (0, 0, 1)
+    assert [r.k for r in delta.read(spark, quarantine, lake).collect()] == ["a"]
+    assert not delta.upsert(spark, _df(spark, [("a", 1, "x")]), quarantine, lake, delete_scope="true").changed
+
+    delta.upsert(spark, _df(spark, [(None, 1, "x"), ("b", 2, "x")]), SPEC, lake)
+    stats = delta.upsert(spark, _df(spark, [(None, 1, "x"), ("b", 3, "x")]), SPEC, lake, delete_scope="true")
+    assert (stats.inserted, stats.updated, stats.deleted, stats.unchanged) == (0, 1, 0, 1)
+    assert {r.k: r.v for r in delta.read(spark, SPEC, lake).collect()} == {None: 1, "b": 3}
+
+
 def test_upsert_refuses_duplicate_keys(spark, tmp_path):
     with pytest.raises(ValueError, match="duplicate keys"):
         delta.upsert(spark, _df(spark, [("a", 1, "x"), ("a", 2, "x")]), SPEC, str(tmp_path))
